@@ -1,0 +1,1 @@
+"""Object-aware 3D Gaussian map: parameters, rasteriser backends, online optimiser (no ROS)."""

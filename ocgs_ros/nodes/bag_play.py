@@ -1,0 +1,136 @@
+"""bag_play: replay any ROS 2 bag (mcap or sqlite3) onto DDS, keeping the recorded timing.
+
+The equivalent of ``ros2 bag play`` for pip-only installs, and how recorded real data enters the
+mapping and BEV nodes. Messages are published as the recorded CDR bytes (no re-serialisation).
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rosgraph_msgs.msg import Clock
+
+from ocgs_ros.ros import qos
+from ocgs_ros.ros.bags import BagError, BagReader, message_class
+from ocgs_ros.ros.conversions import ns_to_stamp
+from ocgs_ros.ros.params import Param, declare_and_read, non_negative, positive
+
+PARAMS = {
+    "bag": Param("", "Path of the bag folder to replay (mcap or sqlite3).",
+                 lambda v: None if v else "must name a bag folder"),
+    "rate": Param(1.0, "Playback speed factor (2.0 = twice as fast).", positive),
+    "loop": Param(False, "Start again from the beginning when the bag ends."),
+    "topics": Param([], "Topics to replay; empty = every topic in the bag.", type=Parameter.Type.STRING_ARRAY),
+    "publish_clock": Param(False, "Publish /clock from the bag's timestamps (for use_sim_time consumers)."),
+    "wait_for_subscribers_s": Param(0.0, "Before playing, wait up to this long until every replayed topic "
+                                    "has min_subscribers subscribers (0 = start at once).", non_negative),
+    "min_subscribers": Param(1, "Subscribers per topic to wait for (see wait_for_subscribers_s).", positive),
+    "start_delay_s": Param(0.0, "Wait this long after start-up before playing.", non_negative),
+    "shutdown_when_done": Param(True, "Shut the process down when playback ends (ignored with loop)."),
+}
+
+
+class BagPlayer(Node):
+    def __init__(self, **node_kwargs):
+        super().__init__("bag_play", **node_kwargs)
+        # Set before anything can raise: destroy_node runs even when construction fails.
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._reader: BagReader | None = None
+        self.params = declare_and_read(self, PARAMS)
+        try:
+            self._reader = BagReader(self.params["bag"])
+        except BagError as exc:
+            raise ValueError(str(exc)) from exc
+        wanted = self.params["topics"] or None
+        self._topics = {t: m for t, m in self._reader.topics.items() if wanted is None or t in wanted}
+        if not self._topics:
+            raise ValueError(f"bag {self.params['bag']} has none of the requested topics {wanted}")
+        self._publishers = {}
+        for topic, msgtype in self._topics.items():
+            try:
+                cls = message_class(msgtype)
+            except BagError as exc:
+                self.get_logger().error(f"not replaying {topic}: {exc}")
+                continue
+            self._publishers[topic] = self.create_publisher(cls, topic, qos.qos_for_topic(topic))
+        self._clock_pub = self.create_publisher(Clock, "/clock", qos.CLOCK) if self.params["publish_clock"] else None
+        self.published = 0
+        self.done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bag_play", daemon=True)
+        self.get_logger().info(
+            f"replaying {self._reader.message_count} messages on {len(self._publishers)} topics "
+            f"from {self.params['bag']} at x{self.params['rate']}"
+        )
+        self._thread.start()
+
+    def _wait_for_subscribers(self) -> None:
+        deadline = time.monotonic() + self.params["wait_for_subscribers_s"]
+        wanted = self.params["min_subscribers"]
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            if all(p.get_subscription_count() >= wanted for p in self._publishers.values()):
+                return
+            time.sleep(0.02)
+        missing = [t for t, p in self._publishers.items() if p.get_subscription_count() < wanted]
+        if missing:
+            self.get_logger().warning(f"starting playback without subscribers on {missing}")
+
+    def _run(self) -> None:
+        if self._stop.wait(self.params["start_delay_s"]):
+            return
+        if self.params["wait_for_subscribers_s"] > 0:
+            self._wait_for_subscribers()
+        rate = self.params["rate"]
+        while not self._stop.is_set():
+            first_stamp = None
+            wall_start = time.monotonic()
+            for message in self._reader.messages(list(self._publishers)):
+                if first_stamp is None:
+                    first_stamp = message.stamp_ns
+                due = wall_start + (message.stamp_ns - first_stamp) / 1e9 / rate
+                if self._stop.wait(max(0.0, due - time.monotonic())):
+                    return
+                if self._clock_pub is not None:
+                    self._clock_pub.publish(Clock(clock=ns_to_stamp(message.stamp_ns)))
+                self._publishers[message.topic].publish(message.data)
+                self.published += 1
+            if not self.params["loop"]:
+                break
+        self.get_logger().info(f"playback finished: {self.published} messages published")
+        self.done.set()
+
+    def destroy_node(self):
+        self._stop.set()
+        if self._thread is not None and self._thread.is_alive():
+            self._thread.join(timeout=2.0)
+        if self._reader is not None:
+            self._reader.close()
+        super().destroy_node()
+
+
+def main(args=None) -> None:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = BagPlayer()
+        while rclpy.ok() and not (node.done.is_set() and node.params["shutdown_when_done"]):
+            rclpy.spin_once(node, timeout_sec=0.1)
+        if node.done.is_set():
+            time.sleep(0.5)  # let reliable transports flush the last messages before exiting
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except ValueError as exc:
+        rclpy.logging.get_logger("bag_play").fatal(str(exc))
+        raise SystemExit(2) from exc
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

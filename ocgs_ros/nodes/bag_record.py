@@ -1,0 +1,138 @@
+"""bag_record: record topics from DDS into a ROS 2 bag (mcap or sqlite3).
+
+The equivalent of ``ros2 bag record`` for pip-only installs. Messages are stored as received
+(CDR bytes, no deserialisation), stamped with the node's clock at reception like ros2 bag, and
+the bag appears under its final name only once it is closed.
+"""
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+from ocgs_ros.ros.bags import BagError, BagWriter, message_class
+from ocgs_ros.ros.params import Param, declare_and_read, non_negative, one_of, positive
+
+DEFAULT_TOPICS = [
+    "/camera/image_raw",
+    "/camera/camera_info",
+    "/lidar/points",
+    "/tf",
+    "/tf_static",
+]
+
+PARAMS = {
+    "output": Param("", "Bag folder to write; empty = runs/bag_<timestamp>."),
+    "storage": Param("mcap", "Bag storage format.", one_of("mcap", "sqlite3")),
+    "topics": Param(DEFAULT_TOPICS, "Topics to record.", lambda v: None if v else "must list at least one topic",
+                    type=Parameter.Type.STRING_ARRAY),
+    "discovery_period_s": Param(0.5, "How often to look for publishers of topics not yet subscribed.", positive),
+    "max_duration_s": Param(0.0, "Stop after this long (0 = until shut down).", non_negative),
+    "max_messages": Param(0, "Stop after this many messages in total (0 = no limit).", non_negative),
+}
+
+
+def qos_matching_publishers(publisher_infos) -> QoSProfile:
+    """A subscription QoS compatible with every current publisher, as ros2 bag adapts its QoS:
+    reliable only if all publishers are reliable, transient-local only if all are."""
+    reliable = all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in publisher_infos)
+    latched = all(i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for i in publisher_infos)
+    return QoSProfile(
+        depth=100,
+        reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE,
+    )
+
+
+class BagRecorder(Node):
+    def __init__(self, **node_kwargs):
+        super().__init__("bag_record", **node_kwargs)
+        # Set before anything can raise: destroy_node (→ close) runs even when construction fails.
+        self._writer: BagWriter | None = None
+        self._closed = False
+        self.params = declare_and_read(self, PARAMS)
+        output = self.params["output"] or f"runs/bag_{datetime.now():%Y%m%d_%H%M%S}"
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._writer = BagWriter(output, storage=self.params["storage"])
+        except BagError as exc:
+            raise ValueError(str(exc)) from exc
+        self.output = Path(output)
+        self.counts: dict[str, int] = {}
+        self._subscriptions = {}
+        self._started = time.monotonic()
+        self.finished = False
+        self._timer = self.create_timer(self.params["discovery_period_s"], self._tick)
+        self._tick()
+        self.get_logger().info(f"recording {self.params['topics']} to {self.output} ({self.params['storage']})")
+
+    def _tick(self) -> None:
+        duration = self.params["max_duration_s"]
+        if duration and time.monotonic() - self._started >= duration:
+            self.finished = True
+            return
+        types = dict(self.get_topic_names_and_types())
+        for topic in self.params["topics"]:
+            if topic in self._subscriptions or topic not in types:
+                continue
+            msgtype = types[topic][0]
+            try:
+                cls = message_class(msgtype)
+            except BagError as exc:
+                self.get_logger().error(f"cannot record {topic}: {exc}", throttle_duration_sec=10.0)
+                continue
+            qos = qos_matching_publishers(self.get_publishers_info_by_topic(topic))
+            self._subscriptions[topic] = self.create_subscription(
+                cls, topic, lambda data, t=topic, m=msgtype: self._on_message(t, m, data), qos, raw=True
+            )
+            self.get_logger().info(f"subscribed to {topic} [{msgtype}]")
+
+    def _on_message(self, topic: str, msgtype: str, data: bytes) -> None:
+        if self.finished:
+            return
+        self._writer.write_serialized(topic, msgtype, self.get_clock().now().nanoseconds, data)
+        self.counts[topic] = self.counts.get(topic, 0) + 1
+        limit = self.params["max_messages"]
+        if limit and self._writer.message_count >= limit:
+            self.finished = True
+
+    def close(self) -> Path:
+        """Finalise the bag (idempotent); called from destroy_node so every shutdown path closes it."""
+        if not self._closed and self._writer is not None:
+            self._closed = True
+            self.finished = True
+            self._writer.close()
+            self.get_logger().info(f"bag closed: {self.output} ({self._writer.message_count} messages: {self.counts})")
+        return self.output
+
+    def destroy_node(self):
+        self.close()
+        super().destroy_node()
+
+
+def main(args=None) -> None:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = BagRecorder()
+        while rclpy.ok() and not node.finished:
+            rclpy.spin_once(node, timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except ValueError as exc:
+        rclpy.logging.get_logger("bag_record").fatal(str(exc))
+        raise SystemExit(2) from exc
+    finally:
+        if node is not None:
+            node.destroy_node()  # finalises the bag, also on Ctrl-C
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

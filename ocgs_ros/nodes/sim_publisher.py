@@ -1,0 +1,134 @@
+"""sim_publisher: a seeded simulated camera+LiDAR rig on real ROS topics.
+
+Publishes ``/camera/image_raw``, ``/camera/camera_info``, ``/lidar/points`` (sensor-data QoS),
+``/tf`` (map → base_link) and ``/tf_static`` (rig extrinsics), ``/clock`` when ``publish_clock``,
+and ground truth on ``/sim/...`` (instance/kind/depth images, labelled points, objects, map layers).
+Everything it publishes comes from :mod:`ocgs_ros.sim` through :mod:`ocgs_ros.ros.sim_messages`.
+"""
+from __future__ import annotations
+
+import time
+
+import rclpy
+from rclpy.clock import Clock, ClockType
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rosgraph_msgs.msg import Clock as ClockMsg
+
+from ocgs_ros.ros import conversions, qos
+from ocgs_ros.ros.params import Param, declare_and_read, non_negative, one_of, positive
+from ocgs_ros.ros.sim_messages import FrameIds, SimStream, make_world
+
+PARAMS = {
+    "world": Param("tabletop", "Simulated world.", one_of("tabletop", "driving")),
+    "seed": Param(0, "World seed: the same seed gives the same scene and sensor data.", non_negative),
+    "rate_hz": Param(5.0, "Sensor frame rate (camera and LiDAR fire together).", positive),
+    "num_frames": Param(0, "Frames before the trajectory starts over (0 = the world's default loop).", non_negative),
+    "image_width": Param(320, "Camera image width in pixels.", positive),
+    "image_height": Param(240, "Camera image height in pixels.", positive),
+    "lidar_beams": Param(32, "LiDAR beams (rings).", positive),
+    "lidar_azimuth_steps": Param(1024, "LiDAR azimuth steps per sweep.", positive),
+    "publish_ground_truth": Param(True, "Also publish ground truth on /sim/... topics."),
+    "publish_clock": Param(False, "Publish /clock with the simulated time (for use_sim_time consumers)."),
+    "map_frame": Param("map", "World frame id."),
+    "base_frame": Param("base_link", "Robot/ego body frame id."),
+    "camera_frame": Param("camera_optical_frame", "Camera optical frame id (x right, y down, z forward)."),
+    "lidar_frame": Param("lidar_link", "LiDAR frame id."),
+}
+
+
+def topic_qos(topic: str):
+    """Sensor streams best-effort like real drivers; TF as tf2 does; latched ground truth lists."""
+    if topic in ("/tf", "/tf_static"):
+        return qos.qos_for_topic(topic)
+    if topic.endswith(("/image_raw", "/points")) and not topic.startswith("/sim/"):
+        return qos.SENSOR_DATA
+    if topic == "/sim/objects":
+        return qos.LATCHED
+    return qos.RELIABLE
+
+
+class SimPublisher(Node):
+    def __init__(self, **node_kwargs):
+        super().__init__("sim_publisher", **node_kwargs)
+        self.params = declare_and_read(self, PARAMS)
+        p = self.params
+        self.stream = SimStream(
+            make_world(p["world"], p["seed"], p["image_width"], p["image_height"], p["lidar_beams"],
+                       p["lidar_azimuth_steps"]),
+            FrameIds(p["map_frame"], p["base_frame"], p["camera_frame"], p["lidar_frame"]),
+        )
+        self.period_ns = int(round(1e9 / p["rate_hz"]))
+        # Simulated time starts at the wall clock so stamps look current to wall-time consumers.
+        self.start_ns = time.time_ns()
+        self.frame_index = 0
+        self.render_ms: list[float] = []
+        self.published_frames = 0
+        self._publishers: dict[str, object] = {}
+        self._clock_pub = self.create_publisher(ClockMsg, "/clock", qos.CLOCK) if p["publish_clock"] else None
+        for topic, msg in self.stream.static_messages(conversions.ns_to_stamp(self.start_ns)):
+            self._publish(topic, msg)
+        # A steady-clock timer: with use_sim_time this node would otherwise wait on the /clock it
+        # publishes itself.
+        self._timer = self.create_timer(self.period_ns / 1e9, self._tick, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.get_logger().info(
+            f"simulating a {p['world']} world (seed {p['seed']}) at {p['rate_hz']} Hz, "
+            f"camera {p['image_width']}x{p['image_height']}, LiDAR {p['lidar_beams']}x{p['lidar_azimuth_steps']}"
+        )
+
+    def _publish(self, topic: str, msg) -> None:
+        pub = self._publishers.get(topic)
+        if pub is None:
+            pub = self._publishers[topic] = self.create_publisher(type(msg), topic, topic_qos(topic))
+        pub.publish(msg)
+
+    def _frame_count(self) -> int:
+        return self.params["num_frames"] or getattr(self.stream.world, "default_num_frames", 0) or 2**31
+
+    def _tick(self) -> None:
+        index = self.frame_index % self._frame_count()
+        stamp = conversions.ns_to_stamp(self.start_ns + self.frame_index * self.period_ns)
+        self.frame_index += 1
+        started = time.perf_counter()
+        try:
+            messages = self.stream.frame_messages(index, stamp)
+        except Exception as exc:  # noqa: BLE001 - one failed render must not kill the node
+            self.get_logger().error(f"simulating frame {index} failed: {exc}", throttle_duration_sec=5.0)
+            return
+        self.render_ms.append((time.perf_counter() - started) * 1e3)
+        if self._clock_pub is not None:
+            self._clock_pub.publish(ClockMsg(clock=stamp))
+        for topic, msg in messages.all(self.params["publish_ground_truth"]):
+            self._publish(topic, msg)
+        self.published_frames += 1
+
+    def stats(self) -> dict:
+        import numpy as np
+
+        render = np.asarray(self.render_ms) if self.render_ms else np.zeros(1)
+        return {
+            "published_frames": self.published_frames,
+            "render_ms_median": round(float(np.median(render)), 2),
+            "render_ms_max": round(float(render.max()), 2),
+        }
+
+
+def main(args=None) -> None:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = SimPublisher()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except ValueError as exc:
+        rclpy.logging.get_logger("sim_publisher").fatal(str(exc))
+        raise SystemExit(2) from exc
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

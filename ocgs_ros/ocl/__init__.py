@@ -1,0 +1,1 @@
+"""GOCL: slot attention with a global, scene-agnostic object codebook (no ROS)."""

@@ -1,0 +1,1 @@
+"""The only ROS-aware library code: message conversions, TF buffer, QoS, bags."""

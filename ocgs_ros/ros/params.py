@@ -1,0 +1,66 @@
+"""Declaring node parameters with descriptions, defaults and validation in one place."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+
+@dataclass(frozen=True)
+class Param:
+    """One node parameter: its default, what it means, and an optional check of its value.
+
+    ``check`` returns an error text (or None when the value is fine); the node refuses to start
+    with that text, naming the parameter.
+    """
+
+    default: Any
+    description: str
+    check: Callable[[Any], str | None] | None = None
+    #: declare with this type when the default is None or an empty list (ROS infers types from defaults)
+    type: Parameter.Type | None = None
+
+
+def positive(value) -> str | None:
+    return None if value > 0 else f"must be > 0, got {value}"
+
+
+def non_negative(value) -> str | None:
+    return None if value >= 0 else f"must be >= 0, got {value}"
+
+
+def one_of(*choices: str) -> Callable[[Any], str | None]:
+    def check(value) -> str | None:
+        return None if value in choices else f"must be one of {list(choices)}, got {value!r}"
+
+    return check
+
+
+def declare_and_read(node: Node, spec: dict[str, Param]) -> dict[str, Any]:
+    """Declare every parameter in ``spec`` (with its description) and return the validated values.
+
+    Raises ValueError naming every invalid parameter, so a node fails at start-up with one clear
+    message instead of misbehaving later.
+    """
+    values: dict[str, Any] = {}
+    errors: list[str] = []
+    for name, param in spec.items():
+        descriptor = ParameterDescriptor(description=param.description)
+        if param.type is not None and (param.default is None or param.default == []):
+            node.declare_parameter(name, param.type, descriptor)
+            value = node.get_parameter(name).value
+            if value is None:
+                value = param.default
+        else:
+            value = node.declare_parameter(name, param.default, descriptor).value
+        if param.check is not None and value is not None:
+            problem = param.check(value)
+            if problem:
+                errors.append(f"parameter '{name}' {problem}")
+        values[name] = value
+    if errors:
+        raise ValueError(f"{node.get_name()}: invalid parameters: " + "; ".join(errors))
+    return values

@@ -1,0 +1,197 @@
+"""Simulator frames → ROS messages. Shared by the sim_publisher node (over DDS) and by
+``sim_to_bag`` (straight into a bag), so both produce the same messages.
+
+Sensor topics look like a real robot's; ground truth goes on ``/sim/...`` topics for evaluation only.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ocgs_ros.ros import conversions
+
+MAP_CLASSES = ("drivable_area", "ped_crossing", "walkway", "stop_line", "carpark_area", "divider")
+BOX_CLASSES = ("car", "truck", "pedestrian", "cyclist")
+
+
+@dataclass(frozen=True)
+class FrameIds:
+    world: str = "map"
+    base: str = "base_link"
+    camera: str = "camera_optical_frame"
+    lidar: str = "lidar_link"
+
+    def camera_frame(self, index: int) -> str:
+        return self.camera if index == 0 else f"{self.camera}_{index}"
+
+
+def camera_topic_prefix(index: int) -> str:
+    """``camera`` for the first camera, ``camera_<i>`` for the others."""
+    return "camera" if index == 0 else f"camera_{index}"
+
+
+@dataclass
+class TopicMessages:
+    """(topic, message) pairs for one simulated tick, split by role."""
+
+    sensors: list[tuple[str, object]] = field(default_factory=list)
+    ground_truth: list[tuple[str, object]] = field(default_factory=list)
+
+    def all(self, with_ground_truth: bool = True) -> list[tuple[str, object]]:
+        return self.sensors + (self.ground_truth if with_ground_truth else [])
+
+
+def _camera_messages(camera, index: int, frame_id: str, stamp) -> list[tuple[str, object]]:
+    prefix = camera_topic_prefix(index)
+    return [
+        (f"/{prefix}/image_raw", conversions.rgb_to_image_msg(camera.rgb, frame_id, stamp)),
+        (f"/{prefix}/camera_info", conversions.make_camera_info(camera.K, camera.width, camera.height, frame_id, stamp)),
+    ]
+
+
+def _camera_ground_truth(camera, index: int, frame_id: str, stamp) -> list[tuple[str, object]]:
+    prefix = f"/sim/{camera_topic_prefix(index)}"
+    bridge = conversions.CvBridge()
+    # instance ids (0 = background) and kind ids shifted by one (0 = background) fit mono16 and
+    # survive every image tool, unlike signed 32-bit images.
+    instance = bridge.cv2_to_imgmsg(camera.instance.astype(np.uint16), encoding="mono16")
+    kind = bridge.cv2_to_imgmsg((camera.kind + 1).astype(np.uint16), encoding="mono16")
+    depth = bridge.cv2_to_imgmsg(camera.depth.astype(np.float32), encoding="32FC1")
+    out = []
+    for name, msg in (("instance", instance), ("kind", kind), ("depth", depth)):
+        msg.header.frame_id = frame_id
+        msg.header.stamp = stamp
+        out.append((f"{prefix}/{name}", msg))
+    return out
+
+
+def _lidar_messages(lidar, frame_id: str, stamp) -> tuple[tuple[str, object], tuple[str, object]]:
+    sensor = conversions.xyz_to_pointcloud2(
+        lidar.points, frame_id, stamp,
+        intensity=lidar.intensity.astype(np.float32), ring=lidar.ring.astype(np.uint16),
+        time=lidar.time.astype(np.float32),
+    )
+    labels = {"instance": lidar.instance.astype(np.int32)}
+    if getattr(lidar, "cls", None) is not None:
+        labels["cls"] = lidar.cls.astype(np.int32)
+    labeled = conversions.xyz_to_pointcloud2(lidar.points, frame_id, stamp, **labels)
+    return ("/lidar/points", sensor), ("/sim/lidar/labeled_points", labeled)
+
+
+def static_transforms(ids: FrameIds, T_base_lidar: np.ndarray, T_base_cameras: list[np.ndarray], stamp) -> list:
+    """The rig's extrinsics, published once on /tf_static."""
+    out = [conversions.matrix_to_transform_stamped(T_base_lidar, ids.base, ids.lidar, stamp)]
+    for index, T in enumerate(T_base_cameras):
+        out.append(conversions.matrix_to_transform_stamped(T, ids.base, ids.camera_frame(index), stamp))
+    return out
+
+
+def tabletop_messages(frame, ids: FrameIds, stamp) -> TopicMessages:
+    out = TopicMessages()
+    cam_frame = ids.camera_frame(0)
+    out.sensors += _camera_messages(frame.camera, 0, cam_frame, stamp)
+    lidar, labeled = _lidar_messages(frame.lidar, ids.lidar, stamp)
+    out.sensors.append(lidar)
+    out.ground_truth += _camera_ground_truth(frame.camera, 0, cam_frame, stamp)
+    out.ground_truth.append(labeled)
+    return out
+
+
+def driving_messages(frame, ids: FrameIds, stamp, bev_grid) -> TopicMessages:
+    out = TopicMessages()
+    for index, camera in enumerate(frame.cameras):
+        out.sensors += _camera_messages(camera, index, ids.camera_frame(index), stamp)
+        out.ground_truth += _camera_ground_truth(camera, index, ids.camera_frame(index), stamp)
+    lidar, labeled = _lidar_messages(frame.lidar, ids.lidar, stamp)
+    out.sensors.append(lidar)
+    out.ground_truth.append(labeled)
+    for layer, name in enumerate(MAP_CLASSES):
+        grid = conversions.grid_to_occupancy_grid(
+            frame.map_layers[layer].astype(np.float32), bev_grid.resolution,
+            (bev_grid.x_min, bev_grid.y_min), ids.base, stamp,
+        )
+        out.ground_truth.append((f"/sim/map/{name}", grid))
+    boxes = [
+        {"instance_id": int(i), "class": BOX_CLASSES[int(c)], "box": [round(float(v), 4) for v in b],
+         "num_points": int(n)}
+        for b, c, i, n in zip(frame.boxes, frame.box_classes, frame.box_instance_ids, frame.box_num_points)
+    ]
+    out.ground_truth.append(("/sim/boxes", json_string({"frame": ids.base, "boxes": boxes})))
+    return out
+
+
+def make_world(kind: str, seed: int, image_width: int, image_height: int, lidar_beams: int,
+               lidar_azimuth_steps: int):
+    """A simulated world from the few settings nodes and commands expose."""
+    from ocgs_ros.sim.driving import DrivingWorld
+    from ocgs_ros.sim.tabletop import TabletopWorld
+    from ocgs_ros.sim.types import DrivingConfig, TabletopConfig
+
+    camera = {"width": int(image_width), "height": int(image_height)}
+    lidar = {"beams": int(lidar_beams), "azimuth_steps": int(lidar_azimuth_steps)}
+    if kind == "tabletop":
+        return TabletopWorld(TabletopConfig.from_dict({"camera": camera, "lidar": lidar}), seed=int(seed))
+    if kind == "driving":
+        return DrivingWorld(DrivingConfig.from_dict({"cameras": [camera], "lidar": lidar}), seed=int(seed))
+    raise ValueError(f"unknown world {kind!r}; expected 'tabletop' or 'driving'")
+
+
+class SimStream:
+    """A simulated world as a stream of ROS messages: what sim_publisher publishes and what
+    sim_to_bag writes, frame by frame, from one place."""
+
+    def __init__(self, world, ids: FrameIds = FrameIds()):
+        self.world = world
+        self.ids = ids
+        self.is_driving = hasattr(world, "map_layers")
+
+    def static_messages(self, stamp) -> list[tuple[str, object]]:
+        """Latched once at start: rig extrinsics on /tf_static and (tabletop) the object list."""
+        from tf2_msgs.msg import TFMessage
+
+        first = self.world.frame(0)
+        if self.is_driving:
+            transforms = static_transforms(self.ids, first.lidar.T_ego_lidar,
+                                           [c.T_ego_cam for c in first.cameras], stamp)
+            return [("/tf_static", TFMessage(transforms=transforms))]
+        transforms = static_transforms(self.ids, first.T_base_lidar, [first.T_base_camera], stamp)
+        return [("/tf_static", TFMessage(transforms=transforms)),
+                ("/sim/objects", tabletop_objects_message(self.world.objects))]
+
+    def frame_messages(self, index: int, stamp) -> TopicMessages:
+        """Sensor data, the body pose on /tf, and ground truth for frame ``index``."""
+        from tf2_msgs.msg import TFMessage
+
+        frame = self.world.frame(index)
+        if self.is_driving:
+            out = driving_messages(frame, self.ids, stamp, self.world.config.bev_grid)
+            T_world_base = frame.T_world_ego
+        else:
+            out = tabletop_messages(frame, self.ids, stamp)
+            T_world_base = frame.T_world_base
+        pose = conversions.matrix_to_transform_stamped(T_world_base, self.ids.world, self.ids.base, stamp)
+        out.sensors.insert(0, ("/tf", TFMessage(transforms=[pose])))
+        return out
+
+
+def json_string(payload) -> object:
+    from std_msgs.msg import String
+
+    return String(data=json.dumps(payload))
+
+
+def tabletop_objects_message(objects) -> object:
+    """Ground-truth objects (world frame) as JSON in std_msgs/String, for evaluation tools."""
+    return json_string({
+        "objects": [
+            {
+                "instance_id": int(o.instance_id), "kind_id": int(o.kind_id), "kind_name": o.kind_name,
+                "shape": o.shape, "colour": [float(c) for c in np.asarray(o.colour).ravel()],
+                "texture": o.texture, "size_class": o.size_class,
+                "center": [float(v) for v in o.center], "size": [float(v) for v in o.size], "yaw": float(o.yaw),
+            }
+            for o in objects
+        ]
+    })

@@ -1,0 +1,1 @@
+"""Procedural worlds and ray-cast sensors: the independent ground-truth source (no ROS)."""

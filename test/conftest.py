@@ -1,0 +1,111 @@
+"""Test-wide setup: every test process talks DDS on loopback only, in its own ROS domain.
+
+The environment is fixed here, before anything imports rclpy, so a test run is safe even when the
+caller forgot ``scripts/ros_env.sh``.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+LOOPBACK_PROFILE = REPO / "config" / "fastdds_localhost.xml"
+
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(LOOPBACK_PROFILE)
+os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+os.environ["AMENT_PREFIX_PATH"] = os.pathsep.join(
+    p for p in [sys.prefix, os.environ.get("AMENT_PREFIX_PATH", "")] if p
+)
+# One domain per test process (pytest-xdist workers or parallel CI jobs must not hear each other).
+os.environ["ROS_DOMAIN_ID"] = str(100 + os.getpid() % 100)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture
+def ros_node(request):
+    """An rclpy node in its own context, torn down after the test."""
+    import rclpy
+    from rclpy.context import Context
+
+    context = Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node(f"test_{request.node.name[:40].replace('[', '_').replace(']', '_').replace('-', '_')}",
+                             context=context)
+    try:
+        yield node
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+
+
+def spin_until(node, predicate, timeout_s: float, step_s: float = 0.05) -> bool:
+    """Spin ``node`` until ``predicate()`` holds or ``timeout_s`` passes; returns the predicate."""
+    import rclpy
+
+    executor = rclpy.executors.SingleThreadedExecutor(context=node.context)
+    executor.add_node(node)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            executor.spin_once(timeout_sec=step_s)
+        return bool(predicate())
+    finally:
+        executor.remove_node(node)
+
+
+class NodeProcess:
+    """A node (or any ocgs_ros command) in a separate Python process, stopped with SIGINT."""
+
+    def __init__(self, module: str, args: list[str], log_path: Path):
+        self.log_path = log_path
+        self._log = open(log_path, "w")
+        target = [str(REPO / module)] if module.endswith(".py") else ["-m", module]
+        self.proc = subprocess.Popen(
+            [sys.executable, *target, *args], stdout=self._log, stderr=subprocess.STDOUT,
+            env=dict(os.environ), cwd=REPO,
+        )
+
+    def stop(self, timeout_s: float = 10.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+    def wait(self, timeout_s: float) -> int:
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        finally:
+            self._log.close()
+
+    def output(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+
+@pytest.fixture
+def node_process(tmp_path):
+    """Factory: ``node_process(module, *args)`` starts a process; all are stopped after the test."""
+    started: list[NodeProcess] = []
+
+    def start(module: str, *args: str) -> NodeProcess:
+        name = Path(module).stem if module.endswith(".py") else module.rsplit(".", 1)[-1]
+        proc = NodeProcess(module, list(args), tmp_path / f"{name}_{len(started)}.log")
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
