@@ -12,10 +12,19 @@ prefix="$(python -c 'import sys; print(sys.prefix)')"
 python "$root/scripts/fix_wheel_cmake.py"
 
 build_one() {  # $1 = python module proving the package is present, $2 = source folder
-  local probe="$1" src="$2" name
+  local probe="$1" src="$2" name digest stamp
   name="$(basename "$src")"
-  if python -c "import $probe" 2>/dev/null; then
-    echo "build_interfaces: $name already importable, skipping"
+  # Rebuild when the sources change, not only when the package is missing.
+  digest="$(cd "$src" && find . -type f -not -name COLCON_IGNORE | sort | xargs sha256sum | sha256sum | cut -d' ' -f1)"
+  stamp="$prefix/share/$name/.ocgs_source_digest"
+  local location
+  location="$(python -c "import ${probe%%.*} as m; print(m.__path__[0])" 2>/dev/null || true)"
+  if [ -n "$location" ] && [[ "$location" != "$prefix"/* ]]; then
+    echo "build_interfaces: $name comes from the ROS installation ($location), skipping"
+    return 0
+  fi
+  if [ -n "$location" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$digest" ]; then
+    echo "build_interfaces: $name up to date, skipping"
     return 0
   fi
   echo "build_interfaces: building $name into $prefix"
@@ -28,6 +37,8 @@ build_one() {  # $1 = python module proving the package is present, $2 = source 
   cmake --build "$build_dir" --target install >"$build_dir/build.log" 2>&1 \
     || { tail -50 "$build_dir/build.log"; exit 1; }
   python -c "import $probe" || { echo "build_interfaces: $name built but does not import" >&2; exit 1; }
+  echo "$digest" > "$stamp"
 }
 
 build_one "tf2_msgs.msg" "$root/interfaces/pip_compat/tf2_msgs"
+build_one "ocgs_ros_interfaces.srv" "$root/interfaces/ocgs_ros_interfaces"

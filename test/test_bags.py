@@ -88,3 +88,18 @@ def test_msgtype_names():
     assert msgtype_of(PointCloud2()) == "sensor_msgs/msg/PointCloud2"
     assert message_class("sensor_msgs/msg/PointCloud2") is PointCloud2
     assert message_class("sensor_msgs/PointCloud2") is PointCloud2
+
+
+def test_own_interface_types_are_recorded_with_nested_definitions(tmp_path):
+    """Types outside rosbags' typestore (our interfaces) are registered from the ament index,
+    nested ones included, so the bag is self-describing."""
+    from ocgs_ros_interfaces.msg import ObjectInstance, ObjectInstanceArray
+
+    msg = ObjectInstanceArray(objects=[ObjectInstance(id=3, codebook_entry=7, gaussian_count=12),
+                                       ObjectInstance(id=4, codebook_entry=-1, confidence=0.5)])
+    msg.header.frame_id = "map"
+    with BagWriter(tmp_path / "bag", storage="sqlite3") as writer:
+        writer.write("/object_mapping_node/objects", msg, 5)
+    (read,) = list(BagReader(tmp_path / "bag").messages())
+    assert read.msgtype == "ocgs_ros_interfaces/msg/ObjectInstanceArray"
+    assert read.deserialize() == msg

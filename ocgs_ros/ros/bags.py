@@ -18,7 +18,7 @@ from typing import Iterator
 
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message, serialize_message
-from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+from rosbags.interfaces import Nodetype, Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
@@ -85,6 +85,17 @@ def _definition_from_ament_index(msgtype: str) -> str | None:
     return path.read_text() if path.is_file() else None
 
 
+def _nested_type_names(fields) -> Iterator[str]:
+    """Message types used by a rosbags field list (directly, or as array/sequence elements)."""
+    for _name, (kind, detail) in fields:
+        if kind == Nodetype.NAME:
+            yield detail
+        elif kind in (Nodetype.ARRAY, Nodetype.SEQUENCE):
+            (element_kind, element), _size = detail
+            if element_kind == Nodetype.NAME:
+                yield element
+
+
 class BagWriter:
     """Write rclpy messages (or their CDR bytes) to a ROS 2 bag."""
 
@@ -114,16 +125,25 @@ class BagWriter:
             if conn.msgtype != msgtype:
                 raise BagError(f"topic {topic} already recorded as {conn.msgtype}, got {msgtype}")
             return conn
-        if msgtype not in self._typestore.fielddefs:
-            text = _definition_from_ament_index(msgtype)
-            if text is None:
-                raise BagError(f"no message definition found for {msgtype!r}")
-            self._typestore.register(get_types_from_msg(text, msgtype))
+        self._register(msgtype)
         conn = self._writer.add_connection(
             topic, msgtype, typestore=self._typestore, offered_qos_profiles=[_rosbags_qos(qos_for_topic(topic))]
         )
         self._connections[topic] = conn
         return conn
+
+    def _register(self, msgtype: str) -> None:
+        """Teach the typestore a type it lacks (our own interfaces), with every nested type."""
+        if msgtype in self._typestore.fielddefs:
+            return
+        text = _definition_from_ament_index(msgtype)
+        if text is None:
+            raise BagError(f"no message definition found for {msgtype!r}")
+        types = get_types_from_msg(text, msgtype)
+        self._typestore.register(types)
+        for _consts, fields in types.values():
+            for nested in _nested_type_names(fields):
+                self._register(nested)
 
     def write(self, topic: str, msg, stamp_ns: int) -> None:
         self.write_serialized(topic, msgtype_of(msg), stamp_ns, serialize_message(msg))

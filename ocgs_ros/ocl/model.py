@@ -1,0 +1,151 @@
+"""GoclModel: encoder -> disentangled slot attention with global codebook -> broadcast decoders.
+
+Slot layout everywhere: index 0 = background slot, 1..K-1 = object slots (K = num_object_slots + 1).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .codebook import GlobalCodebook
+from .config import EXTRINSIC_POSITION_SCALE_DIMS, GoclConfig
+from .decoder import BackgroundDecoder, ObjectDecoder
+from .encoder import PixelEncoder
+from .schedules import gumbel_tau
+from .slot_attention import DisentangledSlotAttention
+
+BACKGROUND_SLOT = 0
+# Posterior log-variances are clamped: exp(-12) is far below any useful noise, exp(4) is far
+# above the prior's 1 — the clamp only prevents inf/NaN when training goes astray.
+LOGVAR_RANGE = (-12.0, 4.0)
+# Initial posterior std exp(-3) ~ 0.05 (in [-1, 1] image coordinates): small enough that early
+# training is not dominated by jittered slot positions.
+INITIAL_LOGVAR = -6.0
+
+
+@dataclass
+class GoclOutput:
+    """Everything one forward pass produces (B = batch, K = all slots, Ko = object slots)."""
+
+    reconstruction: torch.Tensor  # [B, 3, H, W]
+    masks: torch.Tensor  # [B, K, H, W], softmax over K (index 0 = background)
+    slot_rgb: torch.Tensor  # [B, K, 3, H, W]
+    alpha_logits: torch.Tensor  # [B, K, H, W]
+    codebook_logits: torch.Tensor  # [B, Ko, M]
+    codebook_probs: torch.Tensor  # [B, Ko, M] pi = softmax(logits)
+    codebook_weights: torch.Tensor  # [B, Ko, M] Gumbel sample (train) / one-hot argmax (eval)
+    intrinsic_features: torch.Tensor  # [B, Ko, Di] before quantisation
+    extrinsic_mean: torch.Tensor  # [B, Ko, E] (x, y, log sx, log sy, extra...)
+    extrinsic_logvar: torch.Tensor  # [B, Ko, E]
+    extrinsic_sample: torch.Tensor  # [B, Ko, E] (= mean in eval)
+    background_mean: torch.Tensor  # [B, Db]
+    background_logvar: torch.Tensor  # [B, Db]
+    attention: torch.Tensor  # [B, K, N] last slot-attention iteration
+
+    @property
+    def background_rgb(self) -> torch.Tensor:
+        return self.slot_rgb[:, BACKGROUND_SLOT]
+
+
+def _reparameterise(mean: torch.Tensor, logvar: torch.Tensor, sample: bool) -> torch.Tensor:
+    if not sample:
+        return mean
+    return mean + (0.5 * logvar).exp() * torch.randn_like(mean)
+
+
+class GoclModel(nn.Module):
+    """Global object-centric learning model (unsupervised; no masks or labels needed)."""
+
+    def __init__(self, config: GoclConfig):
+        super().__init__()
+        self.config = config
+        di, e = config.intrinsic_dim, config.extrinsic_dim
+        self.encoder = PixelEncoder(config)
+        self.codebook = GlobalCodebook(config.codebook_size, di, config.usage_ema_decay)
+        self.slot_attention = DisentangledSlotAttention(config)
+        extra = e - EXTRINSIC_POSITION_SCALE_DIMS
+        # Extrinsic posterior: mean = (attention centroid, log attention spread, learned extras);
+        # log-variance of every extrinsic dim is predicted from the slot's intrinsic features.
+        self.extrinsic_extra_mean = nn.Linear(di, extra) if extra > 0 else None
+        self.extrinsic_logvar = nn.Linear(di, e)
+        nn.init.zeros_(self.extrinsic_logvar.weight)
+        nn.init.constant_(self.extrinsic_logvar.bias, INITIAL_LOGVAR)
+        self.background_posterior = nn.Linear(di, 2 * config.background_dim)
+        with torch.no_grad():
+            self.background_posterior.bias[config.background_dim:].fill_(INITIAL_LOGVAR)
+        self.object_decoder = ObjectDecoder(config)
+        self.background_decoder = BackgroundDecoder(config)
+
+    # ----- parameter groups (GOLD trains encoder side and decoder side at different rates) ----
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """Encoder, slot attention, codebook and posterior heads."""
+        decoder_ids = {id(p) for p in self.decoder_parameters()}
+        return [p for p in self.parameters() if id(p) not in decoder_ids]
+
+    def decoder_parameters(self) -> list[nn.Parameter]:
+        return list(self.object_decoder.parameters()) + list(self.background_decoder.parameters())
+
+    def tau_at(self, step: int) -> float:
+        """Gumbel temperature of the config's schedule at training ``step``."""
+        cfg = self.config
+        return gumbel_tau(step, cfg.tau_start, cfg.tau_end, cfg.tau_anneal_steps)
+
+    def check_images(self, images: torch.Tensor) -> None:
+        """Raise if ``images`` is not a float ``[B, 3, H, W]`` batch at the model's resolution."""
+        cfg = self.config
+        if not isinstance(images, torch.Tensor):
+            raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
+        if not images.is_floating_point():
+            raise TypeError(f"images must be float in [0, 1], got dtype {images.dtype}")
+        expected = (3, cfg.image_height, cfg.image_width)
+        if images.dim() != 4 or tuple(images.shape[1:]) != expected:
+            raise ValueError(f"images must have shape [B, {expected[0]}, {expected[1]}, {expected[2]}], "
+                             f"got {list(images.shape)} (use GoclSegmenter to resize other sizes)")
+
+    def forward(self, images: torch.Tensor, tau: float | None = None) -> GoclOutput:
+        """Decompose and reconstruct ``images`` (float ``[B, 3, H, W]`` in [0, 1]).
+
+        ``tau`` is the Gumbel-softmax temperature, required in training mode (use
+        ``self.tau_at(step)``); eval mode ignores it and is fully deterministic.
+        """
+        self.check_images(images)
+        cfg = self.config
+        if self.training and tau is None:
+            raise ValueError("training-mode forward needs tau (e.g. tau=model.tau_at(step))")
+        sampling = self.training
+        features = self.encoder(images)
+        slots = self.slot_attention(features, self.codebook, tau=tau if tau is not None else cfg.tau_end)
+        assignment = slots.assignment
+        if self.training:
+            self.codebook.record_usage(slots.intrinsic_features, assignment.probs)
+
+        mean_parts = [slots.positions, slots.scales.log()]
+        if self.extrinsic_extra_mean is not None:
+            mean_parts.append(self.extrinsic_extra_mean(slots.intrinsic_features))
+        extrinsic_mean = torch.cat(mean_parts, dim=-1)
+        extrinsic_logvar = self.extrinsic_logvar(slots.intrinsic_features).clamp(*LOGVAR_RANGE)
+        extrinsic = _reparameterise(extrinsic_mean, extrinsic_logvar, sampling)
+        positions = extrinsic[..., 0:2]
+        scales = extrinsic[..., 2:4].exp().clamp(cfg.min_scale, cfg.max_scale)
+        extra = extrinsic[..., EXTRINSIC_POSITION_SCALE_DIMS:]
+
+        background_mean, background_logvar = self.background_posterior(slots.background_state).chunk(2, dim=-1)
+        background_logvar = background_logvar.clamp(*LOGVAR_RANGE)
+        background_latent = _reparameterise(background_mean, background_logvar, sampling)
+
+        object_rgb, object_alpha = self.object_decoder(assignment.quantised, positions, scales, extra)
+        background_rgb, background_alpha = self.background_decoder(background_latent)
+        slot_rgb = torch.cat([background_rgb[:, None], object_rgb], dim=1)  # [B, K, 3, H, W]
+        alpha_logits = torch.cat([background_alpha[:, None], object_alpha], dim=1)  # [B, K, H, W]
+        masks = alpha_logits.softmax(dim=1)
+        reconstruction = (masks[:, :, None] * slot_rgb).sum(dim=1)
+        return GoclOutput(
+            reconstruction=reconstruction, masks=masks, slot_rgb=slot_rgb, alpha_logits=alpha_logits,
+            codebook_logits=assignment.logits, codebook_probs=assignment.probs,
+            codebook_weights=assignment.weights, intrinsic_features=slots.intrinsic_features,
+            extrinsic_mean=extrinsic_mean, extrinsic_logvar=extrinsic_logvar,
+            extrinsic_sample=extrinsic, background_mean=background_mean,
+            background_logvar=background_logvar, attention=slots.attention,
+        )

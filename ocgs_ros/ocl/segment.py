@@ -1,0 +1,125 @@
+"""Inference API used by the mapper: images in, object masks + codebook identities out.
+
+Layouts (K = num_object_slots + 1 slots, M = codebook_size entries):
+
+* ``masks`` ``[B, K, H, W]`` float32, soft, sum to 1 over K. **Slot 0 is the background.**
+* ``slot_codebook_ids`` ``[B, K]`` int64: codebook entry (0..M-1) of each object slot's argmax pi;
+  **the background slot is -1** (``BACKGROUND_CODE``).
+* ``slot_codebook_probs`` ``[B, K, M]`` float32: pi per slot; the background row is all zeros.
+* ``slot_confidence`` ``[B, K]`` float32 in [0, 1]: ``max(pi) * presence`` where presence is the
+  slot's peak mask value (~1 when the slot clearly owns some pixel, ~0 for an empty slot);
+  background: presence only.
+* ``pixel_codebook_logits`` ``[B, M + 1, H, W]`` float32: log of the per-pixel distribution over
+  {background, entry 0, ..., entry M-1}. **Channel 0 = background, channel c = entry c - 1** —
+  i.e. channel = ``slot_codebook_ids + 1``. Probability of entry m at a pixel is
+  ``sum_k masks_k * pi_k[m]`` over object slots; background channel is the background mask. The
+  channels are log-probabilities (logsumexp over channels = 0), floored at log(1e-8).
+
+Any input size is accepted: images are resized (bilinear, antialiased) to the model's
+resolution, and masks and pixel probabilities are resized back (bilinear, which keeps them
+summing to 1) before the log is taken. Aspect ratio is not preserved: a 4:3 image is squeezed
+to a square model, as in training on the same camera.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .model import BACKGROUND_SLOT, GoclModel
+
+BACKGROUND_CODE = -1
+PIXEL_PROB_FLOOR = 1e-8
+# Inputs may overshoot [0, 1] by float error from upstream conversions; more than this is a bug.
+RANGE_TOLERANCE = 1e-3
+
+
+@dataclass
+class SegmentationResult:
+    masks: torch.Tensor  # float32 [B, K, H, W]; slot 0 = background
+    slot_codebook_ids: torch.Tensor  # int64 [B, K]; background slot = -1
+    slot_codebook_probs: torch.Tensor  # float32 [B, K, M]; background row = 0
+    slot_confidence: torch.Tensor  # float32 [B, K]
+    pixel_codebook_logits: torch.Tensor  # float32 [B, M+1, H, W]; channel 0 = background
+
+    @staticmethod
+    def channel_of_code(code: int) -> int:
+        """Channel of ``pixel_codebook_logits`` holding codebook entry ``code`` (-1 = background)."""
+        return int(code) + 1
+
+
+def _resize(tensor: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(tensor.shape[-2:]) == tuple(size):
+        return tensor
+    downsampling = size[0] < tensor.shape[-2] or size[1] < tensor.shape[-1]
+    return F.interpolate(tensor, size=size, mode="bilinear", align_corners=False, antialias=downsampling)
+
+
+class GoclSegmenter:
+    """Deterministic segmentation with a trained :class:`GoclModel` (eval mode, no gradients)."""
+
+    def __init__(self, model: GoclModel):
+        if not isinstance(model, GoclModel):
+            raise TypeError(f"GoclSegmenter needs a GoclModel, got {type(model).__name__}")
+        self.model = model
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @staticmethod
+    def check_images(images: torch.Tensor) -> None:
+        """Raise unless ``images`` is a float32 ``[B, 3, H, W]`` tensor with finite values in [0, 1]."""
+        if not isinstance(images, torch.Tensor):
+            raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
+        if images.dtype != torch.float32:
+            hint = " (divide uint8 images by 255)" if images.dtype == torch.uint8 else ""
+            raise TypeError(f"images must be float32 in [0, 1], got {images.dtype}{hint}")
+        if images.dim() != 4 or images.shape[1] != 3 or images.shape[0] == 0:
+            raise ValueError(f"images must have shape [B>0, 3, H, W], got {list(images.shape)}")
+        if not torch.isfinite(images).all():
+            raise ValueError("images contain NaN or inf")
+        low, high = float(images.min()), float(images.max())
+        if low < -RANGE_TOLERANCE or high > 1.0 + RANGE_TOLERANCE:
+            raise ValueError(f"images must be in [0, 1], got values in [{low:.4g}, {high:.4g}]")
+
+    @torch.no_grad()
+    def segment(self, images: torch.Tensor) -> SegmentationResult:
+        """Segment ``images`` (float32 ``[B, 3, H, W]`` in [0, 1], any H, W); outputs on the
+        model's device at the input's H, W. The model's train/eval mode is restored afterwards."""
+        self.check_images(images)
+        model = self.model
+        cfg = model.config
+        height, width = images.shape[-2:]
+        was_training = model.training
+        model.eval()
+        try:
+            x = _resize(images.to(self.device).clamp(0.0, 1.0), (cfg.image_height, cfg.image_width))
+            output = model(x)
+        finally:
+            model.train(was_training)
+
+        masks = output.masks  # [B, K, h, w]
+        probs = output.codebook_probs  # [B, Ko, M]
+        batch = masks.shape[0]
+        object_masks = masks[:, BACKGROUND_SLOT + 1:]
+        pixel_probs = torch.cat([masks[:, BACKGROUND_SLOT:BACKGROUND_SLOT + 1],
+                                 torch.einsum("bkhw,bkm->bmhw", object_masks, probs)], dim=1)
+        presence = masks.flatten(2).amax(dim=-1)  # [B, K]
+        best_prob, best_code = probs.max(dim=-1)  # [B, Ko]
+        background_column = torch.full((batch, 1), BACKGROUND_CODE, dtype=torch.int64, device=masks.device)
+        slot_ids = torch.cat([background_column, best_code.to(torch.int64)], dim=1)
+        confidence = presence * torch.cat([torch.ones_like(best_prob[:, :1]), best_prob], dim=1)
+        slot_probs = torch.cat([torch.zeros_like(probs[:, :1]), probs], dim=1)
+
+        masks = _resize(masks, (height, width))
+        masks = masks / masks.sum(dim=1, keepdim=True)
+        pixel_probs = _resize(pixel_probs, (height, width))
+        pixel_probs = pixel_probs / pixel_probs.sum(dim=1, keepdim=True)
+        pixel_logits = pixel_probs.clamp_min(PIXEL_PROB_FLOOR).log()
+        return SegmentationResult(
+            masks=masks.float().contiguous(), slot_codebook_ids=slot_ids,
+            slot_codebook_probs=slot_probs.float(), slot_confidence=confidence.float(),
+            pixel_codebook_logits=pixel_logits.float().contiguous(),
+        )
