@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ocgs_ros.ros import conversions
-
-MAP_CLASSES = ("drivable_area", "ped_crossing", "walkway", "stop_line", "carpark_area", "divider")
-BOX_CLASSES = ("car", "truck", "pedestrian", "cyclist")
+from ocgs_ros.sim.driving import BOX_CLASSES
+from ocgs_ros.sim.roadmap import MAP_CLASSES
 
 
 @dataclass(frozen=True)
