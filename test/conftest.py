@@ -45,8 +45,9 @@ def ros_node(request):
         rclpy.shutdown(context=context)
 
 
-def spin_until(node, predicate, timeout_s: float, step_s: float = 0.05) -> bool:
-    """Spin ``node`` until ``predicate()`` holds or ``timeout_s`` passes; returns the predicate."""
+def spin_until(node, predicate, timeout_s: float, step_s: float = 0.05, processes=()) -> bool:
+    """Spin ``node`` until ``predicate()`` holds or ``timeout_s`` passes; returns the predicate.
+    Gives up early when one of ``processes`` (NodeProcess) has exited."""
     import rclpy
 
     executor = rclpy.executors.SingleThreadedExecutor(context=node.context)
@@ -56,6 +57,8 @@ def spin_until(node, predicate, timeout_s: float, step_s: float = 0.05) -> bool:
         while time.monotonic() < deadline:
             if predicate():
                 return True
+            if any(not p.alive() for p in processes):
+                break
             executor.spin_once(timeout_sec=step_s)
         return bool(predicate())
     finally:
@@ -73,6 +76,9 @@ class NodeProcess:
             [sys.executable, *target, *args], stdout=self._log, stderr=subprocess.STDOUT,
             env=dict(os.environ), cwd=REPO,
         )
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
 
     def stop(self, timeout_s: float = 10.0) -> int:
         if self.proc.poll() is None:

@@ -25,8 +25,8 @@ def test_sim_publisher_streams_sensors_tf_and_ground_truth(ros_node, node_proces
     proc = node_process("ocgs_ros.nodes.sim_publisher", "--ros-args", "-p", "rate_hz:=5.0",
                         "-p", "image_width:=128", "-p", "image_height:=96", "-p", "lidar_azimuth_steps:=512",
                         "-p", "seed:=7")
-    assert spin_until(ros_node, lambda: len(images) >= 3 and len(clouds) >= 3 and infos and objects, 60.0), \
-        proc.output()
+    assert spin_until(ros_node, lambda: len(images) >= 3 and len(clouds) >= 3 and infos and objects, 60.0,
+                      processes=[proc]), proc.output()
 
     image = conversions.image_msg_to_rgb(images[-1])
     assert image.shape == (96, 128, 3) and image.std() > 5  # a rendered scene, not a blank frame

@@ -40,15 +40,19 @@ def test_replay_over_dds_is_identical_and_rerecords_identically(tmp_path, ros_no
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
     source = write_sim_bag(tmp_path / "source", frames=4, rate_hz=10.0, seed=5, **SMALL)
+    reader = BagReader(source)
     original = defaultdict(list)
-    for m in BagReader(source).messages():
+    for m in reader.messages():
         original[m.topic].append(m.deserialize())
     total = sum(len(v) for v in original.values())
+    # the bag keeps each topic's QoS: latched ground truth must come back latched
+    assert reader.offered_qos("/sim/objects").durability == DurabilityPolicy.TRANSIENT_LOCAL
+    assert reader.offered_qos("/camera/image_raw").reliability == ReliabilityPolicy.BEST_EFFORT
 
     received = defaultdict(list)
     for topic, msgs in original.items():
-        durability = DurabilityPolicy.TRANSIENT_LOCAL if topic in ("/tf_static", "/sim/objects") else DurabilityPolicy.VOLATILE
-        profile = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=durability)
+        profile = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=reader.offered_qos(topic).durability)
         ros_node.create_subscription(type(msgs[0]), topic, lambda msg, t=topic: received[t].append(msg), profile)
 
     rerecorded = tmp_path / "rerecorded"
@@ -60,9 +64,10 @@ def test_replay_over_dds_is_identical_and_rerecords_identically(tmp_path, ros_no
     # waits until both the recorder and this test are subscribed to every topic.
     player = node_process(
         "ocgs_ros.nodes.bag_play", "--ros-args", "-p", f"bag:={source}", "-p", "wait_for_subscribers_s:=30.0",
-        "-p", "min_subscribers:=2", "-p", "start_delay_s:=0.5")
+        "-p", "min_subscribers:=2", "-p", "start_delay_s:=0.5", "-p", "force_reliable:=true")
 
-    done = spin_until(ros_node, lambda: sum(len(v) for v in received.values()) >= total, 90.0)
+    done = spin_until(ros_node, lambda: sum(len(v) for v in received.values()) >= total, 90.0,
+                      processes=[player])
     assert done, (f"received {sum(len(v) for v in received.values())}/{total}\nplayer:\n{player.output()}"
                   f"\nrecorder:\n{recorder.output()}")
     for topic, msgs in original.items():

@@ -12,6 +12,7 @@ import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.qos import ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 
 from ocgs_ros.ros import qos
@@ -25,6 +26,8 @@ PARAMS = {
     "rate": Param(1.0, "Playback speed factor (2.0 = twice as fast).", positive),
     "loop": Param(False, "Start again from the beginning when the bag ends."),
     "topics": Param([], "Topics to replay; empty = every topic in the bag.", type=Parameter.Type.STRING_ARRAY),
+    "force_reliable": Param(False, "Offer every topic reliable, whatever it was recorded with (for consumers "
+                            "that must not lose a message, e.g. offline evaluation)."),
     "publish_clock": Param(False, "Publish /clock from the bag's timestamps (for use_sim_time consumers)."),
     "wait_for_subscribers_s": Param(0.0, "Before playing, wait up to this long until every replayed topic "
                                     "has min_subscribers subscribers (0 = start at once).", non_negative),
@@ -50,20 +53,23 @@ class BagPlayer(Node):
         self._topics = {t: m for t, m in self._reader.topics.items() if wanted is None or t in wanted}
         if not self._topics:
             raise ValueError(f"bag {self.params['bag']} has none of the requested topics {wanted}")
-        self._publishers = {}
+        self._topic_publishers = {}
         for topic, msgtype in self._topics.items():
             try:
                 cls = message_class(msgtype)
             except BagError as exc:
                 self.get_logger().error(f"not replaying {topic}: {exc}")
                 continue
-            self._publishers[topic] = self.create_publisher(cls, topic, qos.qos_for_topic(topic))
+            profile = self._reader.offered_qos(topic)
+            if self.params["force_reliable"]:
+                profile.reliability = ReliabilityPolicy.RELIABLE
+            self._topic_publishers[topic] = self.create_publisher(cls, topic, profile)
         self._clock_pub = self.create_publisher(Clock, "/clock", qos.CLOCK) if self.params["publish_clock"] else None
         self.published = 0
         self.done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bag_play", daemon=True)
         self.get_logger().info(
-            f"replaying {self._reader.message_count} messages on {len(self._publishers)} topics "
+            f"replaying {self._reader.message_count} messages on {len(self._topic_publishers)} topics "
             f"from {self.params['bag']} at x{self.params['rate']}"
         )
         self._thread.start()
@@ -72,10 +78,10 @@ class BagPlayer(Node):
         deadline = time.monotonic() + self.params["wait_for_subscribers_s"]
         wanted = self.params["min_subscribers"]
         while not self._stop.is_set() and time.monotonic() < deadline:
-            if all(p.get_subscription_count() >= wanted for p in self._publishers.values()):
+            if all(p.get_subscription_count() >= wanted for p in self._topic_publishers.values()):
                 return
             time.sleep(0.02)
-        missing = [t for t, p in self._publishers.items() if p.get_subscription_count() < wanted]
+        missing = [t for t, p in self._topic_publishers.items() if p.get_subscription_count() < wanted]
         if missing:
             self.get_logger().warning(f"starting playback without subscribers on {missing}")
 
@@ -88,7 +94,7 @@ class BagPlayer(Node):
         while not self._stop.is_set():
             first_stamp = None
             wall_start = time.monotonic()
-            for message in self._reader.messages(list(self._publishers)):
+            for message in self._reader.messages(list(self._topic_publishers)):
                 if first_stamp is None:
                     first_stamp = message.stamp_ns
                 due = wall_start + (message.stamp_ns - first_stamp) / 1e9 / rate
@@ -96,7 +102,7 @@ class BagPlayer(Node):
                     return
                 if self._clock_pub is not None:
                     self._clock_pub.publish(Clock(clock=ns_to_stamp(message.stamp_ns)))
-                self._publishers[message.topic].publish(message.data)
+                self._topic_publishers[message.topic].publish(message.data)
                 self.published += 1
             if not self.params["loop"]:
                 break

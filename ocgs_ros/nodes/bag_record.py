@@ -65,7 +65,7 @@ class BagRecorder(Node):
             raise ValueError(str(exc)) from exc
         self.output = Path(output)
         self.counts: dict[str, int] = {}
-        self._subscriptions = {}
+        self._topic_subscriptions = {}
         self._started = time.monotonic()
         self.finished = False
         self._timer = self.create_timer(self.params["discovery_period_s"], self._tick)
@@ -79,7 +79,7 @@ class BagRecorder(Node):
             return
         types = dict(self.get_topic_names_and_types())
         for topic in self.params["topics"]:
-            if topic in self._subscriptions or topic not in types:
+            if topic in self._topic_subscriptions or topic not in types:
                 continue
             msgtype = types[topic][0]
             try:
@@ -87,16 +87,20 @@ class BagRecorder(Node):
             except BagError as exc:
                 self.get_logger().error(f"cannot record {topic}: {exc}", throttle_duration_sec=10.0)
                 continue
-            qos = qos_matching_publishers(self.get_publishers_info_by_topic(topic))
-            self._subscriptions[topic] = self.create_subscription(
-                cls, topic, lambda data, t=topic, m=msgtype: self._on_message(t, m, data), qos, raw=True
+            publishers = self.get_publishers_info_by_topic(topic)
+            if not publishers:
+                continue  # the QoS to request follows the publishers: wait until one exists
+            qos = qos_matching_publishers(publishers)
+            offered = publishers[0].qos_profile
+            self._topic_subscriptions[topic] = self.create_subscription(
+                cls, topic, lambda data, t=topic, m=msgtype, o=offered: self._on_message(t, m, data, o), qos, raw=True
             )
             self.get_logger().info(f"subscribed to {topic} [{msgtype}]")
 
-    def _on_message(self, topic: str, msgtype: str, data: bytes) -> None:
+    def _on_message(self, topic: str, msgtype: str, data: bytes, offered_qos) -> None:
         if self.finished:
             return
-        self._writer.write_serialized(topic, msgtype, self.get_clock().now().nanoseconds, data)
+        self._writer.write_serialized(topic, msgtype, self.get_clock().now().nanoseconds, data, offered_qos)
         self.counts[topic] = self.counts.get(topic, 0) + 1
         limit = self.params["max_messages"]
         if limit and self._writer.message_count >= limit:

@@ -17,7 +17,7 @@ from rosgraph_msgs.msg import Clock as ClockMsg
 
 from ocgs_ros.ros import conversions, qos
 from ocgs_ros.ros.params import Param, declare_and_read, non_negative, one_of, positive
-from ocgs_ros.ros.sim_messages import FrameIds, SimStream, make_world
+from ocgs_ros.ros.sim_messages import FrameIds, SimStream, make_world, topic_qos
 
 PARAMS = {
     "world": Param("tabletop", "Simulated world.", one_of("tabletop", "driving")),
@@ -37,17 +37,6 @@ PARAMS = {
 }
 
 
-def topic_qos(topic: str):
-    """Sensor streams best-effort like real drivers; TF as tf2 does; latched ground truth lists."""
-    if topic in ("/tf", "/tf_static"):
-        return qos.qos_for_topic(topic)
-    if topic.endswith(("/image_raw", "/points")) and not topic.startswith("/sim/"):
-        return qos.SENSOR_DATA
-    if topic == "/sim/objects":
-        return qos.LATCHED
-    return qos.RELIABLE
-
-
 class SimPublisher(Node):
     def __init__(self, **node_kwargs):
         super().__init__("sim_publisher", **node_kwargs)
@@ -64,7 +53,7 @@ class SimPublisher(Node):
         self.frame_index = 0
         self.render_ms: list[float] = []
         self.published_frames = 0
-        self._publishers: dict[str, object] = {}
+        self._topic_publishers: dict[str, object] = {}
         self._clock_pub = self.create_publisher(ClockMsg, "/clock", qos.CLOCK) if p["publish_clock"] else None
         for topic, msg in self.stream.static_messages(conversions.ns_to_stamp(self.start_ns)):
             self._publish(topic, msg)
@@ -77,9 +66,9 @@ class SimPublisher(Node):
         )
 
     def _publish(self, topic: str, msg) -> None:
-        pub = self._publishers.get(topic)
+        pub = self._topic_publishers.get(topic)
         if pub is None:
-            pub = self._publishers[topic] = self.create_publisher(type(msg), topic, topic_qos(topic))
+            pub = self._topic_publishers[topic] = self.create_publisher(type(msg), topic, topic_qos(topic))
         pub.publish(msg)
 
     def _frame_count(self) -> int:

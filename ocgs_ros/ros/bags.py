@@ -71,6 +71,16 @@ def _rosbags_qos(profile: QoSProfile) -> Qos:
     )
 
 
+def _rclpy_qos(profile: Qos) -> QoSProfile:
+    return QoSProfile(
+        depth=max(1, int(profile.depth)),
+        reliability=ReliabilityPolicy.BEST_EFFORT if profile.reliability == QosReliability.BEST_EFFORT
+        else ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL if profile.durability == QosDurability.TRANSIENT_LOCAL
+        else DurabilityPolicy.VOLATILE,
+    )
+
+
 def _definition_from_ament_index(msgtype: str) -> str | None:
     """The ``.msg`` text of an installed interface package (for types rosbags does not know)."""
     try:
@@ -119,15 +129,16 @@ class BagWriter:
         self._overwrite = overwrite
         self.message_count = 0
 
-    def _connection(self, topic: str, msgtype: str):
+    def _connection(self, topic: str, msgtype: str, qos: QoSProfile | None):
         conn = self._connections.get(topic)
         if conn is not None:
             if conn.msgtype != msgtype:
                 raise BagError(f"topic {topic} already recorded as {conn.msgtype}, got {msgtype}")
             return conn
         self._register(msgtype)
+        offered = qos if qos is not None else qos_for_topic(topic)
         conn = self._writer.add_connection(
-            topic, msgtype, typestore=self._typestore, offered_qos_profiles=[_rosbags_qos(qos_for_topic(topic))]
+            topic, msgtype, typestore=self._typestore, offered_qos_profiles=[_rosbags_qos(offered)]
         )
         self._connections[topic] = conn
         return conn
@@ -145,11 +156,14 @@ class BagWriter:
             for nested in _nested_type_names(fields):
                 self._register(nested)
 
-    def write(self, topic: str, msg, stamp_ns: int) -> None:
-        self.write_serialized(topic, msgtype_of(msg), stamp_ns, serialize_message(msg))
+    def write(self, topic: str, msg, stamp_ns: int, qos: QoSProfile | None = None) -> None:
+        """Write one message. ``qos`` is the publisher's QoS, stored so players can offer the same
+        (a latched topic must be replayed latched); the first write of a topic fixes it."""
+        self.write_serialized(topic, msgtype_of(msg), stamp_ns, serialize_message(msg), qos)
 
-    def write_serialized(self, topic: str, msgtype: str, stamp_ns: int, data: bytes) -> None:
-        self._writer.write(self._connection(topic, msgtype), int(stamp_ns), data)
+    def write_serialized(self, topic: str, msgtype: str, stamp_ns: int, data: bytes,
+                         qos: QoSProfile | None = None) -> None:
+        self._writer.write(self._connection(topic, msgtype, qos), int(stamp_ns), data)
         self.message_count += 1
 
     def close(self) -> Path:
@@ -200,6 +214,14 @@ class BagReader:
     def topics(self) -> dict[str, str]:
         """Topic name → message type."""
         return {c.topic: c.msgtype for c in self._reader.connections}
+
+    def offered_qos(self, topic: str) -> QoSProfile:
+        """The QoS the topic was recorded with (as ros2 bag play uses), else the default for its name."""
+        for conn in self._reader.connections:
+            profiles = getattr(conn.ext, "offered_qos_profiles", None)
+            if conn.topic == topic and profiles:
+                return _rclpy_qos(profiles[0])
+        return qos_for_topic(topic)
 
     @property
     def message_count(self) -> int:

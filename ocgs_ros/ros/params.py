@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -50,9 +51,11 @@ def declare_and_read(node: Node, spec: dict[str, Param]) -> dict[str, Any]:
     for name, param in spec.items():
         descriptor = ParameterDescriptor(description=param.description)
         if param.type is not None and (param.default is None or param.default == []):
+            # Declared by type (ROS cannot infer a type from None or []); unset means the default.
             node.declare_parameter(name, param.type, descriptor)
-            value = node.get_parameter(name).value
-            if value is None:
+            try:
+                value = node.get_parameter(name).value
+            except ParameterUninitializedException:
                 value = param.default
         else:
             value = node.declare_parameter(name, param.default, descriptor).value

@@ -26,6 +26,20 @@ class FrameIds:
         return self.camera if index == 0 else f"{self.camera}_{index}"
 
 
+def topic_qos(topic: str):
+    """QoS of each simulated topic: sensor streams best-effort like real drivers, TF as tf2 does,
+    the ground-truth object list latched, everything else reliable."""
+    from ocgs_ros.ros import qos
+
+    if topic in ("/tf", "/tf_static"):
+        return qos.qos_for_topic(topic)
+    if topic.endswith(("/image_raw", "/points")) and not topic.startswith("/sim/"):
+        return qos.SENSOR_DATA
+    if topic == "/sim/objects":
+        return qos.LATCHED
+    return qos.RELIABLE
+
+
 def camera_topic_prefix(index: int) -> str:
     """``camera`` for the first camera, ``camera_<i>`` for the others."""
     return "camera" if index == 0 else f"camera_{index}"

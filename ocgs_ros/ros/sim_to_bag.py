@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from ocgs_ros.ros import conversions
 from ocgs_ros.ros.bags import BagWriter
-from ocgs_ros.ros.sim_messages import SimStream, make_world
+from ocgs_ros.ros.sim_messages import SimStream, make_world, topic_qos
 
 DEFAULT_START_NS = 1_700_000_000_000_000_000  # a fixed epoch, so a seed gives byte-stable stamps
 
@@ -30,11 +30,11 @@ def write_sim_bag(out, world: str = "tabletop", frames: int = 20, rate_hz: float
     with BagWriter(out, storage=storage) as writer:
         stamp = conversions.ns_to_stamp(start_ns)
         for topic, msg in stream.static_messages(stamp):
-            writer.write(topic, msg, start_ns)
+            writer.write(topic, msg, start_ns, topic_qos(topic))
         for index in tqdm(range(frames), desc="simulating", unit="frame", disable=not progress):
             stamp_ns = start_ns + index * period_ns
             for topic, msg in stream.frame_messages(index, conversions.ns_to_stamp(stamp_ns)).all(ground_truth):
-                writer.write(topic, msg, stamp_ns)
+                writer.write(topic, msg, stamp_ns, topic_qos(topic))
     return writer.path
 
 

@@ -51,7 +51,8 @@ def _write_meta(root: Path, meta: dict) -> None:
     existing = root / "meta.json"
     if existing.exists():
         old = json.loads(existing.read_text())
-        if {k: v for k, v in old.items() if k != "num_scenes"} != {k: v for k, v in meta.items() if k != "num_scenes"}:
+        new = json.loads(json.dumps(meta))  # compare as stored (tuples become lists)
+        if {k: v for k, v in old.items() if k != "num_scenes"} != {k: v for k, v in new.items() if k != "num_scenes"}:
             raise ValueError(f"{root} holds a dataset made with other settings; use a new folder")
     tmp = root / ".meta.json.tmp"
     tmp.write_text(json.dumps(meta, indent=1))
