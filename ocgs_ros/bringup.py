@@ -15,6 +15,7 @@ import argparse
 import importlib
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -156,9 +157,13 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
             nodes.append(node)
             executor.add_node(node)
         log.info(f"started {[p.executable for p in plans]} with {config}; output {output}")
+        # The executor spins in its own thread (callbacks run on its pool as they become ready);
+        # this thread only watches the clock and the nodes, so it never delays a callback.
+        spinner = threading.Thread(target=executor.spin, name="bringup_executor", daemon=True)
+        spinner.start()
         deadline = started + duration if duration > 0 else None
-        while rclpy.ok():
-            executor.spin_once(timeout_sec=0.1)
+        while rclpy.ok() and spinner.is_alive():
+            time.sleep(0.05)
             if deadline is not None and time.monotonic() >= deadline:
                 log.info(f"duration {duration:.1f} s reached")
                 break
@@ -168,13 +173,13 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     except (KeyboardInterrupt, ExternalShutdownException):
         log.info("interrupted")
     finally:
+        # Stop dispatching before destroying nodes, so no callback runs on a destroyed entity.
+        executor.shutdown(timeout_sec=5.0)
         for node in nodes:
             stats = getattr(node, "stats", None)
             if callable(stats):
                 summary.setdefault("node_stats", {})[node.get_name()] = stats()
-            executor.remove_node(node)
             node.destroy_node()
-        executor.shutdown()
         rclpy.try_shutdown()
     summary["wall_s"] = round(time.monotonic() - started, 3)
     summary["output"] = str(output)

@@ -19,28 +19,25 @@ import numpy as np
 DEFAULT_DURATION_S = 20.0
 
 
-def instance_agreement(frames: list[dict], tf_buffer, depth_tolerance_m: float = 0.05) -> tuple[float, int]:
-    """Share of visible labelled LiDAR points whose instance id equals the ground-truth instance
-    image's at the pixel they project to — measured on the recorded messages."""
+def instance_agreement(frames: list[dict], tf_buffer) -> tuple[float, int]:
+    """LiDAR/camera ground-truth agreement measured on the *recorded messages* (extrinsics from the
+    bag's /tf_static, intrinsics from CameraInfo), i.e. through the whole ROS path."""
     from ocgs_ros.ros import conversions
-    from ocgs_ros.ros.bag_report import project_points
+    from ocgs_ros.sim.consistency import lidar_camera_instance_agreement
 
     bridge = conversions.CvBridge()
-    agree = visible = 0
+    agreeing = visible = 0
     for frame in frames:
         camera = conversions.camera_info_to_model(frame["/camera/camera_info"])
-        instance_image = bridge.imgmsg_to_cv2(frame["/sim/camera/instance"])
-        depth_image = bridge.imgmsg_to_cv2(frame["/sim/camera/depth"])
         labeled = conversions.pointcloud2_to_array(frame["/sim/lidar/labeled_points"])
-        T_cam_lidar = tf_buffer.lookup_matrix(camera.frame_id or frame["/camera/image_raw"].header.frame_id,
+        T_cam_lidar = tf_buffer.lookup_matrix(frame["/camera/image_raw"].header.frame_id,
                                               frame["/sim/lidar/labeled_points"].header.frame_id, frame["stamp_ns"])
-        xyz = np.stack([labeled["x"], labeled["y"], labeled["z"]], axis=1).astype(np.float64)
-        points_cam = (T_cam_lidar[:3, :3] @ xyz.T).T + T_cam_lidar[:3, 3]
-        u, v, z, index = project_points(points_cam, camera.K, camera.width, camera.height)
-        seen = np.abs(depth_image[v, u] - z) < depth_tolerance_m
-        visible += int(seen.sum())
-        agree += int((instance_image[v, u][seen] == labeled["instance"][index][seen]).sum())
-    return (agree / visible if visible else float("nan")), visible
+        a, v = lidar_camera_instance_agreement(
+            np.stack([labeled["x"], labeled["y"], labeled["z"]], axis=1), labeled["instance"], T_cam_lidar,
+            camera.K, bridge.imgmsg_to_cv2(frame["/sim/camera/depth"]),
+            bridge.imgmsg_to_cv2(frame["/sim/camera/instance"]).astype(np.int32))
+        agreeing, visible = agreeing + a, visible + v
+    return (agreeing / visible if visible else float("nan")), visible
 
 
 def analyse_run(output: Path) -> dict:

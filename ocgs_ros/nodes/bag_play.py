@@ -86,6 +86,14 @@ class BagPlayer(Node):
             self.get_logger().warning(f"starting playback without subscribers on {missing}")
 
     def _run(self) -> None:
+        try:
+            self._play()
+        except BagError as exc:  # a bag that turns out corrupt mid-way ends playback, not the process
+            self.get_logger().error(f"playback stopped: {exc}")
+        finally:
+            self.done.set()
+
+    def _play(self) -> None:
         if self._stop.wait(self.params["start_delay_s"]):
             return
         if self.params["wait_for_subscribers_s"] > 0:
@@ -107,7 +115,6 @@ class BagPlayer(Node):
             if not self.params["loop"]:
                 break
         self.get_logger().info(f"playback finished: {self.published} messages published")
-        self.done.set()
 
     def destroy_node(self):
         self._stop.set()

@@ -11,6 +11,7 @@ import numpy as np
 from ocgs_ros.ros import conversions
 from ocgs_ros.ros.bags import BagReader
 from ocgs_ros.ros.tf_buffer import TfBuffer
+from ocgs_ros.sim.consistency import project_to_pixels
 
 
 def topic_statistics(bag_path) -> dict[str, dict]:
@@ -57,18 +58,6 @@ def synchronized_frames(bag_path, image_topic="/camera/image_raw", info_topic="/
     return tf_buffer, frames
 
 
-def project_points(points_cam: np.ndarray, K: np.ndarray, width: int, height: int):
-    """Pixel coordinates (rounded) and depths of camera-frame points in front of and inside the image."""
-    z = points_cam[:, 2]
-    front = z > 1e-6
-    uv = (K @ points_cam[front].T).T
-    u = np.round(uv[:, 0] / uv[:, 2]).astype(np.int64)
-    v = np.round(uv[:, 1] / uv[:, 2]).astype(np.int64)
-    inside = (u >= 0) & (u < width) & (v >= 0) & (v < height)
-    index = np.flatnonzero(front)[inside]
-    return u[inside], v[inside], z[front][inside], index
-
-
 def lidar_overlay(frame: dict, tf_buffer: TfBuffer, image_topic="/camera/image_raw",
                   info_topic="/camera/camera_info", cloud_topic="/lidar/points") -> np.ndarray:
     """The camera image with LiDAR points drawn in, coloured by range, using the bag's extrinsics."""
@@ -81,7 +70,7 @@ def lidar_overlay(frame: dict, tf_buffer: TfBuffer, image_topic="/camera/image_r
                                           frame["stamp_ns"])
     xyz = conversions.pointcloud2_to_xyz(cloud, dtype=np.float64)
     points_cam = (T_cam_lidar[:3, :3] @ xyz.T).T + T_cam_lidar[:3, 3]
-    u, v, depth, _ = project_points(points_cam, camera.K, camera.width, camera.height)
+    u, v, depth, _ = project_to_pixels(points_cam, camera.K, camera.width, camera.height)
     if len(depth):
         scaled = np.clip((depth - depth.min()) / max(np.ptp(depth), 1e-6) * 255, 0, 255).astype(np.uint8)
         colours = cv2.applyColorMap(scaled.reshape(-1, 1), cv2.COLORMAP_TURBO).reshape(-1, 3)[:, ::-1]

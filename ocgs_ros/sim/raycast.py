@@ -180,9 +180,11 @@ class Scene:
 
     GROUND = -2
 
-    def __init__(self, primitives, ground: Plane | None = None):
+    def __init__(self, primitives, ground: Plane | None = None, cull: bool = True):
         self.primitives = list(primitives)
         self.ground = ground
+        #: bounding-sphere culling; off only to measure what it saves (benchmarks/sim_bench.py)
+        self.cull = cull
         bounds = [p.bounding() for p in self.primitives]
         self._centers = np.array([b[0] for b in bounds]).reshape(-1, 3)
         self._radii = np.array([b[1] for b in bounds])
@@ -210,8 +212,11 @@ class Scene:
             oc = self._centers[index] - o
             along = (oc * d).sum(1) / dd
             closest = oc - d * along[:, None]
-            candidates = np.flatnonzero(((closest * closest).sum(1) <= self._radii[index] ** 2)
-                                        & (along * np.sqrt(dd) > -self._radii[index]))
+            if self.cull:
+                candidates = np.flatnonzero(((closest * closest).sum(1) <= self._radii[index] ** 2)
+                                            & (along * np.sqrt(dd) > -self._radii[index]))
+            else:
+                candidates = np.arange(len(o))
             if candidates.size == 0:
                 continue
             t, nrm = primitive.intersect(o[candidates], d[candidates])
