@@ -11,10 +11,12 @@ from ocgs_ros.ros.tf import TransformListener, make_tf_buffer
 
 
 def test_sim_publisher_streams_sensors_tf_and_ground_truth(ros_node, node_process):
+    from rosgraph_msgs.msg import Clock
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
     from std_msgs.msg import String
 
-    images, infos, clouds, objects = [], [], [], []
+    images, infos, clouds, objects, clocks = [], [], [], [], []
+    ros_node.create_subscription(Clock, "/clock", clocks.append, qos.CLOCK)
     ros_node.create_subscription(Image, "/camera/image_raw", images.append, qos.SENSOR_DATA)
     ros_node.create_subscription(CameraInfo, "/camera/camera_info", infos.append, qos.RELIABLE)
     ros_node.create_subscription(PointCloud2, "/lidar/points", clouds.append, qos.SENSOR_DATA)
@@ -24,7 +26,7 @@ def test_sim_publisher_streams_sensors_tf_and_ground_truth(ros_node, node_proces
 
     proc = node_process("ocgs_ros.nodes.sim_publisher", "--ros-args", "-p", "rate_hz:=5.0",
                         "-p", "image_width:=128", "-p", "image_height:=96", "-p", "lidar_azimuth_steps:=512",
-                        "-p", "seed:=7")
+                        "-p", "seed:=7", "-p", "publish_clock:=true")
     assert spin_until(ros_node, lambda: len(images) >= 3 and len(clouds) >= 3 and infos and objects, 60.0,
                       processes=[proc]), proc.output()
 
@@ -41,6 +43,9 @@ def test_sim_publisher_streams_sensors_tf_and_ground_truth(ros_node, node_proces
     assert cloud_stamps & set(stamps), "camera and LiDAR of one frame share a stamp"
 
     assert len(json.loads(objects[-1].data)["objects"]) >= 3
+    # simulated time on /clock: the frames' stamps, for use_sim_time consumers
+    clock_stamps = {conversions.stamp_to_ns(c.clock) for c in clocks}
+    assert clock_stamps & set(stamps)
     # The camera pose at an image's stamp is on /tf (dynamic map→base_link + static base_link→camera).
     stamp = images[-1].header.stamp
     assert spin_until(ros_node, lambda: tf_buffer.can_transform("map", images[-1].header.frame_id, stamp), 10.0)
