@@ -8,8 +8,6 @@ from __future__ import annotations
 import threading
 import time
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import ReliabilityPolicy
@@ -18,6 +16,7 @@ from rosgraph_msgs.msg import Clock
 from ocgs_ros.ros import qos
 from ocgs_ros.ros.bags import BagError, BagReader, message_class
 from ocgs_ros.ros.conversions import ns_to_stamp
+from ocgs_ros.ros.node_main import run_node
 from ocgs_ros.ros.params import Param, declare_and_read, non_negative, positive
 
 PARAMS = {
@@ -126,23 +125,8 @@ class BagPlayer(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = BagPlayer()
-        while rclpy.ok() and not (node.done.is_set() and node.params["shutdown_when_done"]):
-            rclpy.spin_once(node, timeout_sec=0.1)
-        if node.done.is_set():
-            time.sleep(0.5)  # let reliable transports flush the last messages before exiting
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except ValueError as exc:
-        rclpy.logging.get_logger("bag_play").fatal(str(exc))
-        raise SystemExit(2) from exc
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(BagPlayer, "bag_play", args,
+             finished=lambda node: node.done.is_set() and node.params["shutdown_when_done"], linger_s=0.5)
 
 
 if __name__ == "__main__":

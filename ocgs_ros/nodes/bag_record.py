@@ -10,13 +10,12 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from ocgs_ros.ros.bags import BagError, BagWriter, message_class
+from ocgs_ros.ros.node_main import run_node
 from ocgs_ros.ros.params import Param, declare_and_read, non_negative, one_of, positive
 
 DEFAULT_TOPICS = [
@@ -121,21 +120,7 @@ class BagRecorder(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = BagRecorder()
-        while rclpy.ok() and not node.finished:
-            rclpy.spin_once(node, timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except ValueError as exc:
-        rclpy.logging.get_logger("bag_record").fatal(str(exc))
-        raise SystemExit(2) from exc
-    finally:
-        if node is not None:
-            node.destroy_node()  # finalises the bag, also on Ctrl-C
-        rclpy.try_shutdown()
+    run_node(BagRecorder, "bag_record", args, finished=lambda node: node.finished)
 
 
 if __name__ == "__main__":

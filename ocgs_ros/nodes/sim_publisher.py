@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import time
 
-import rclpy
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock as ClockMsg
 
 from ocgs_ros.ros import conversions, qos
+from ocgs_ros.ros.node_main import run_node
 from ocgs_ros.ros.params import Param, declare_and_read, non_negative, one_of, positive
 from ocgs_ros.ros.sim_messages import FrameIds, SimStream, make_world, topic_qos
 
@@ -103,20 +102,7 @@ class SimPublisher(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SimPublisher()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except ValueError as exc:
-        rclpy.logging.get_logger("sim_publisher").fatal(str(exc))
-        raise SystemExit(2) from exc
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(SimPublisher, "sim_publisher", args)
 
 
 if __name__ == "__main__":

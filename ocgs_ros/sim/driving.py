@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .geometry import intrinsics, make_pose, optical_pose_in_body, rot_z
+from .geometry import intrinsics, make_pose, optical_pose_in_body
 from .raycast import Hits, Plane, Scene, YawBox
 from .roadmap import CROSS_HALF_WIDTH, LANE_WIDTH, MAIN_HALF_WIDTH, MAP_CLASSES, WALKWAY_WIDTH, RoadMap
 from .sensors import RayCastWorld

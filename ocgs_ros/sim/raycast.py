@@ -24,6 +24,16 @@ class Hits:
     point: np.ndarray
 
 
+def _nearest_root_in_height(t0, t1, z0, dz, low: float, high: float):
+    """Of two roots along rays (t0 <= t1), the nearest whose height z0 + t dz lies in [low, high]
+    (side surfaces of vertical cylinders and cones), inf where neither does."""
+    out = np.full(len(t0), np.inf)
+    for t in (t1, t0):  # t0 last, so it wins where both are valid
+        z = z0 + dz * np.where(np.isfinite(t), t, 0)
+        out = np.where(np.isfinite(t) & (z >= low) & (z <= high), t, out)
+    return out
+
+
 def _solve_quadratic(a, b, c):
     """Smallest positive root of a t^2 + b t + c = 0 per ray (inf where none)."""
     disc = b * b - 4 * a * c
@@ -125,11 +135,7 @@ class Cylinder:
         a = d[:, 0] ** 2 + d[:, 1] ** 2
         b = 2 * (oc[:, 0] * d[:, 0] + oc[:, 1] * d[:, 1])
         c = oc[:, 0] ** 2 + oc[:, 1] ** 2 - self.radius**2
-        t0, t1 = _solve_quadratic(a, b, c)
-        side = np.full(len(o), np.inf)
-        for t in (t1, t0):  # t0 last so it wins where both are valid
-            z = oc[:, 2] + d[:, 2] * np.where(np.isfinite(t), t, 0)
-            side = np.where(np.isfinite(t) & (z >= 0) & (z <= self.height), t, side)
+        side = _nearest_root_in_height(*_solve_quadratic(a, b, c), oc[:, 2], d[:, 2], 0.0, self.height)
         with np.errstate(divide="ignore", invalid="ignore"):
             t_cap = (self.height - oc[:, 2]) / d[:, 2]
         pc = oc + d * np.where(np.isfinite(t_cap), t_cap, 0)[:, None]
@@ -164,11 +170,7 @@ class Cone:
         a = d[:, 0] ** 2 + d[:, 1] ** 2 - k * d[:, 2] ** 2
         b = 2 * (oa[:, 0] * d[:, 0] + oa[:, 1] * d[:, 1] - k * oa[:, 2] * d[:, 2])
         c = oa[:, 0] ** 2 + oa[:, 1] ** 2 - k * oa[:, 2] ** 2
-        t0, t1 = _solve_quadratic(a, b, c)
-        t = np.full(len(o), np.inf)
-        for cand in (t1, t0):
-            z = oa[:, 2] + d[:, 2] * np.where(np.isfinite(cand), cand, 0)
-            t = np.where(np.isfinite(cand) & (z <= 0) & (z >= -self.height), cand, t)
+        t = _nearest_root_in_height(*_solve_quadratic(a, b, c), oa[:, 2], d[:, 2], -self.height, 0.0)
         p = oa + d * np.where(np.isfinite(t), t, 0)[:, None]
         normal = np.stack([p[:, 0], p[:, 1], -k * p[:, 2]], axis=1)
         normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), _EPS)
