@@ -1,0 +1,41 @@
+"""NodeDiagnostics: rates, latency, drops and the status level it reports."""
+from __future__ import annotations
+
+from diagnostic_msgs.msg import DiagnosticStatus
+
+from ocgs_ros.ros.diagnostics import NodeDiagnostics, RateMeter
+
+
+def test_rate_meter_uses_a_sliding_window():
+    now = [0.0]
+    meter = RateMeter(window_s=1.0, clock=lambda: now[0])
+    for k in range(11):
+        now[0] = k * 0.1
+        meter.tick()
+    assert abs(meter.rate_hz() - 10.0) < 1e-6
+    now[0] = 5.0
+    assert meter.rate_hz() == 0.0 and meter.count == 11
+
+
+def test_status_levels_and_values(ros_node):
+    diag = NodeDiagnostics(ros_node, "mapping", period_s=60.0, expected_rates_hz={"camera": 10.0, "lidar": 10.0})
+    for _ in range(3):
+        diag.tick("camera")
+    diag.frame(dropped=False)
+    diag.latency(0.05)
+    diag.latency(0.15)
+    array = diag.publish()
+    status = array.status[0]
+    assert status.level == DiagnosticStatus.ERROR and "no lidar" in status.message
+    values = {kv.key: kv.value for kv in status.values}
+    assert values["latency_ms_median"] == "100.0" and values["frames_in"] == "1"
+
+    for _ in range(3):
+        diag.frame(dropped=True)
+    summary = diag.summary()
+    assert summary["dropped_ratio"] == 0.75
+    level, message = diag.level_and_message({**summary, "rate_hz/camera": 10.0, "rate_hz/lidar": 9.0})
+    assert level == DiagnosticStatus.WARN and "dropping 75%" in message
+    level, message = diag.level_and_message({**summary, "dropped_ratio": 0.0, "rate_hz/camera": 10.0,
+                                             "rate_hz/lidar": 9.0})
+    assert level == DiagnosticStatus.OK and message == "ok"
