@@ -1,0 +1,184 @@
+"""Online object-aware Gaussian mapping: integrate posed camera + LiDAR frames with GOCL identity
+targets into a :class:`GaussianMap`.
+
+Per frame: (1) grow — LiDAR points (world frame) that project where the current map is still
+transparent become new Gaussians, coloured from the image; (2) keyframe — if the camera moved
+enough; (3) optimise a fixed budget of iterations over the keyframe window plus sampled older
+keyframes, with L1 + D-SSIM, LiDAR depth and confidence-weighted identity cross-entropy; (4) prune
+Gaussians that became transparent. Poses come from the input (TF/odometry).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+from gsplat.cuda._torch_impl import _spherical_harmonics
+
+from ocgs_ros.gaussians.keyframes import KeyframeSelector, KeyframeWindow
+from ocgs_ros.gaussians.losses import depth_loss, identity_loss, identity_targets, photometric_loss
+from ocgs_ros.gaussians.map import GaussianMap, GaussianMapConfig
+from ocgs_ros.gaussians.raster import rasterize
+
+
+@dataclass(frozen=True)
+class MapperConfig:
+    iterations_per_frame: int = 20
+    window: int = 4
+    old_samples: int = 2
+    min_translation_m: float = 0.05
+    min_rotation_deg: float = 5.0
+    ssim_weight: float = 0.2
+    depth_weight: float = 0.1
+    identity_weight: float = 0.3
+    grow_alpha_threshold: float = 0.5  # a LiDAR point seeds a Gaussian where the render is more transparent
+    grow_max_points: int = 4000
+    prune_opacity: float = 0.005
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "MapperConfig":
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"MapperConfig: unknown option(s) {unknown}")
+        return cls(**values)
+
+
+@dataclass
+class Keyframe:
+    rgb: torch.Tensor  # [H, W, 3] float in [0, 1]
+    depth: torch.Tensor  # [H, W] sparse LiDAR z-depth, 0 = none
+    identity_target: torch.Tensor | None  # [H, W] long, 0 = background, 1 + codebook entry
+    identity_confidence: torch.Tensor | None  # [H, W]
+    viewmat: torch.Tensor  # [4, 4] world → camera
+    K: torch.Tensor  # [3, 3]
+
+
+def project_depth(points_world: np.ndarray, T_world_cam: np.ndarray, K: np.ndarray, width: int, height: int):
+    """Sparse z-depth image from world points (nearest return per pixel) and the pixel of each point."""
+    T_cam_world = np.linalg.inv(T_world_cam)
+    pc = points_world @ T_cam_world[:3, :3].T + T_cam_world[:3, 3]
+    front = pc[:, 2] > 1e-3
+    uvw = pc @ K.T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = np.round(uvw[:, 0] / uvw[:, 2])
+        v = np.round(uvw[:, 1] / uvw[:, 2])
+    inside = front & (u >= 0) & (u < width) & (v >= 0) & (v < height)
+    depth = np.zeros((height, width), np.float32)
+    idx = np.flatnonzero(inside)
+    order = idx[np.argsort(-pc[idx, 2])]  # far first, so nearer returns overwrite them
+    depth[v[order].astype(int), u[order].astype(int)] = pc[order, 2]
+    return depth, u, v, inside
+
+
+class OnlineMapper:
+    def __init__(self, map_config: GaussianMapConfig | None = None, config: MapperConfig | None = None):
+        self.config = config or MapperConfig()
+        self.map = GaussianMap(map_config)
+        self.map.make_optimizers()
+        self.keyframes: list[Keyframe] = []
+        self.selector = KeyframeSelector(self.config.min_translation_m, self.config.min_rotation_deg)
+        self.window = KeyframeWindow(self.config.window, self.config.old_samples, self.config.seed)
+        self.frames_integrated = 0
+        self.iterations = 0
+
+    # -- rendering ----------------------------------------------------------------------------
+    def render(self, viewmat: torch.Tensor, K: torch.Tensor, width: int, height: int):
+        """(rgb [H,W,3], expected depth [H,W], identity logits [H,W,M+1], alpha [H,W,1]) for one camera."""
+        gmap = self.map
+        means = gmap.params["means"]
+        if gmap.config.sh_degree == 0:
+            rgb = torch.clamp_min(gmap.params["sh0"][:, 0] * 0.28209479177387814 + 0.5, 0.0)
+        else:
+            cam_pos = torch.linalg.inv(viewmat)[:3, 3]
+            rgb = torch.clamp_min(_spherical_harmonics(gmap.config.sh_degree, means - cam_pos,
+                                                       gmap.sh_coefficients()) + 0.5, 0.0)
+        features = torch.cat([rgb, gmap.params["identity"]], dim=1)
+        out, alpha, _ = rasterize(means, gmap.quats_normalized(), gmap.scales_act(), gmap.opacities_act(),
+                                  features, viewmat[None], K[None], width, height, render_mode="RGB+ED")
+        out, alpha = out[0], alpha[0]
+        return out[..., :3], out[..., -1], gmap.decode_identity(out[..., 3:-1], alpha), alpha
+
+    # -- integration --------------------------------------------------------------------------
+    def integrate(self, rgb: np.ndarray, K: np.ndarray, T_world_cam: np.ndarray, points_world: np.ndarray,
+                  pixel_codebook_logits: np.ndarray | torch.Tensor | None = None) -> dict:
+        """Add one posed frame: ``rgb`` uint8 [H,W,3], ``points_world`` LiDAR [N,3] in the map frame,
+        ``pixel_codebook_logits`` GOCL's [M+1,H,W] (channel 0 = background) or None."""
+        if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise ValueError(f"integrate: rgb must be uint8 [H, W, 3], got {rgb.dtype} {rgb.shape}")
+        if not np.isfinite(T_world_cam).all() or not np.isfinite(points_world).all():
+            raise ValueError("integrate: pose or points contain NaN/inf")
+        height, width = rgb.shape[:2]
+        depth, u, v, inside = project_depth(points_world, T_world_cam, K, width, height)
+        viewmat = torch.as_tensor(np.linalg.inv(T_world_cam), dtype=torch.float32)
+        K_t = torch.as_tensor(K, dtype=torch.float32)
+        image = torch.as_tensor(rgb, dtype=torch.float32) / 255.0
+        target = confidence = None
+        if pixel_codebook_logits is not None:
+            target, confidence = identity_targets(torch.as_tensor(pixel_codebook_logits))
+        grown = self._grow(image, viewmat, K_t, points_world, u, v, inside, target)
+        if self.selector.consider(T_world_cam):
+            self.keyframes.append(Keyframe(image, torch.from_numpy(depth), target, confidence, viewmat, K_t))
+            self.window.added()
+        losses = self._optimise()
+        pruned = self._prune()
+        self.frames_integrated += 1
+        return {"grown": grown, "pruned": pruned, "num_gaussians": self.map.num_gaussians,
+                "keyframes": len(self.keyframes), **losses}
+
+    def _grow(self, image, viewmat, K, points_world, u, v, inside, target) -> int:
+        idx = np.flatnonzero(inside)
+        if idx.size == 0:
+            return 0
+        with torch.no_grad():
+            if self.map.num_gaussians:
+                _, _, _, alpha = self.render(viewmat, K, image.shape[1], image.shape[0])
+                transparent = alpha[v[idx].astype(int), u[idx].astype(int), 0].numpy() < self.config.grow_alpha_threshold
+                idx = idx[transparent]
+        if idx.size > self.config.grow_max_points:
+            idx = np.random.default_rng(self.frames_integrated).choice(idx, self.config.grow_max_points, replace=False)
+        if idx.size == 0:
+            return 0
+        uu, vv = u[idx].astype(int), v[idx].astype(int)
+        colors = image[vv, uu].numpy()
+        identity = None
+        if target is not None:
+            # start each new Gaussian at its pixel's class: the head's row for that class, so the
+            # identity loss refines rather than discovers it
+            rows = self.map.identity_head.weight.detach()[target[vv, uu]]
+            identity = rows / rows.norm(dim=1, keepdim=True).clamp_min(1e-6)
+        return len(self.map.add_gaussians(points_world[idx], colors, identity=identity))
+
+    def _optimise(self) -> dict:
+        if not self.keyframes or self.map.num_gaussians == 0:
+            return {}
+        cfg = self.config
+        batch = self.window.batch()
+        totals = {"photometric": 0.0, "depth": 0.0, "identity": 0.0}
+        for it in range(cfg.iterations_per_frame):
+            kf = self.keyframes[batch[it % len(batch)]]
+            rgb, depth, logits, _ = self.render(kf.viewmat, kf.K, kf.rgb.shape[1], kf.rgb.shape[0])
+            photo = photometric_loss(rgb, kf.rgb, cfg.ssim_weight)
+            dl = depth_loss(depth, kf.depth)
+            loss = photo + cfg.depth_weight * dl
+            il = torch.zeros(())
+            if kf.identity_target is not None:
+                il = identity_loss(logits, kf.identity_target, kf.identity_confidence)
+                loss = loss + cfg.identity_weight * il
+            for opt in self.map.optimizers.values():
+                opt.zero_grad(set_to_none=True)
+            self.map.head_optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            for opt in self.map.optimizers.values():
+                opt.step()
+            self.map.head_optimizer.step()
+            totals["photometric"] += photo.item()
+            totals["depth"] += dl.item()
+            totals["identity"] += il.item()
+            self.iterations += 1
+        return {k: v / cfg.iterations_per_frame for k, v in totals.items()}
+
+    def _prune(self) -> int:
+        with torch.no_grad():
+            transparent = self.map.opacities_act() < self.config.prune_opacity
+        return self.map.remove(transparent) if transparent.any() else 0
