@@ -18,7 +18,7 @@ from gsplat.cuda._torch_impl import _spherical_harmonics
 from ocgs_ros.gaussians.keyframes import KeyframeSelector, KeyframeWindow
 from ocgs_ros.gaussians.losses import depth_loss, identity_loss, identity_targets, photometric_loss
 from ocgs_ros.gaussians.map import GaussianMap, GaussianMapConfig
-from ocgs_ros.gaussians.raster import rasterize
+from ocgs_ros.gaussians.raster import gsplat_intrinsics, rasterize
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,9 @@ class OnlineMapper:
 
     # -- rendering ----------------------------------------------------------------------------
     def render(self, viewmat: torch.Tensor, K: torch.Tensor, width: int, height: int):
-        """(rgb [H,W,3], expected depth [H,W], identity logits [H,W,M+1], alpha [H,W,1]) for one camera."""
+        """(rgb [H,W,3], expected depth [H,W], identity logits [H,W,M+1], alpha [H,W,1]) for one camera.
+        ``K`` follows the project convention (pixel centres at integers); gsplat's centres are at
+        +0.5, hence the shift."""
         gmap = self.map
         means = gmap.params["means"]
         if gmap.config.sh_degree == 0:
@@ -95,7 +97,8 @@ class OnlineMapper:
                                                        gmap.sh_coefficients()) + 0.5, 0.0)
         features = torch.cat([rgb, gmap.params["identity"]], dim=1)
         out, alpha, _ = rasterize(means, gmap.quats_normalized(), gmap.scales_act(), gmap.opacities_act(),
-                                  features, viewmat[None], K[None], width, height, render_mode="RGB+ED")
+                                  features, viewmat[None], gsplat_intrinsics(K[None]), width, height,
+                                  render_mode="RGB+ED")
         out, alpha = out[0], alpha[0]
         return out[..., :3], out[..., -1], gmap.decode_identity(out[..., 3:-1], alpha), alpha
 
