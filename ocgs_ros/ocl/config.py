@@ -46,6 +46,18 @@ class GoclConfig:
 
     # Global codebook (scene-agnostic prototypes). Default > 24 simulator kinds + "empty slot".
     codebook_size: int = 32
+    # False = ablation baseline: plain slot attention, no quantisation; the slot index stands in
+    # for the identity (each object slot k "selects" entry k-1), so evaluation code is shared.
+    use_codebook: bool = True
+    # Training recipe (read by ocl/train.py, not by the model): the first this-many steps train
+    # without quantisation (as the baseline), then the prototypes are initialised by k-means of
+    # the slots' intrinsic features and the codebook is switched on. Why: with random prototypes
+    # the Gumbel samples hand the decoder near-random codes and short CPU runs never discovered
+    # objects, while the same model without codebook did within ~1k steps.
+    codebook_warmup_steps: int = 0
+    # Learning-rate multiplier once the codebook is on after a warm-up (also read by train.py):
+    # at the warm-up's rate the fresh codebook phase fell back to background-only solutions.
+    codebook_lr_scale: float = 1.0
     hard_gumbel: bool = False  # straight-through one-hot samples when True
     tau_start: float = 1.0
     tau_end: float = 0.1
@@ -94,17 +106,25 @@ class GoclConfig:
             problems.append(f"encoder_kernel_size must be odd (got {self.encoder_kernel_size})")
         if not 0.0 < self.tau_end <= self.tau_start:
             problems.append(f"need 0 < tau_end <= tau_start (got {self.tau_start} -> {self.tau_end})")
-        if self.tau_anneal_steps < 0 or self.warmup_steps < 0 or self.revive_every < 0:
-            problems.append("tau_anneal_steps, warmup_steps and revive_every must be >= 0")
+        if (self.tau_anneal_steps < 0 or self.warmup_steps < 0 or self.revive_every < 0
+                or self.codebook_warmup_steps < 0):
+            problems.append("tau_anneal_steps, warmup_steps, revive_every and codebook_warmup_steps "
+                            "must be >= 0")
         if not 0.0 < self.min_scale < self.max_scale:
             problems.append(f"need 0 < min_scale < max_scale (got {self.min_scale}, {self.max_scale})")
         if not 0.0 <= self.usage_ema_decay < 1.0:
             problems.append(f"usage_ema_decay must be in [0, 1) (got {self.usage_ema_decay})")
+        if self.codebook_lr_scale <= 0:
+            problems.append(f"codebook_lr_scale must be > 0 (got {self.codebook_lr_scale})")
         for name in ("recon_weight", "kl_ext_weight", "kl_bck_weight", "kl_pi_weight",
                      "background_smoothness_weight", "slot_init_noise", "dead_usage_fraction",
                      "lr_encoder", "lr_decoder", "grad_clip"):
             if float(getattr(self, name)) < 0:
                 problems.append(f"{name} must be >= 0 (got {getattr(self, name)})")
+        if not self.use_codebook and self.num_object_slots > self.codebook_size:
+            problems.append(f"without the codebook each object slot stands for one entry: need "
+                            f"num_object_slots <= codebook_size (got {self.num_object_slots} > "
+                            f"{self.codebook_size})")
         stride = self.total_encoder_stride
         if self.image_height % stride or self.image_width % stride:
             problems.append(f"image size {self.image_height}x{self.image_width} must be divisible by "
@@ -148,6 +168,45 @@ class GoclConfig:
     def default(cls, **overrides: Any) -> "GoclConfig":
         """64x64, CPU-trainable; codebook larger than the simulator's 24 object kinds."""
         return cls(**overrides)
+
+    @classmethod
+    def cpu(cls, **overrides: Any) -> "GoclConfig":
+        """48x48, 1 + 5 slots, small per-pixel decoder: ~0.15–0.2 s per batch-8 step on one CPU core.
+
+        Sized for the GOCL tabletop scenes (ocl/data.py: 2–5 objects per view). The per-pixel
+        object decoder costs B*Ko*H*W*hidden^2 per layer; 48x48, 5 object slots and one 32-wide
+        hidden layer cut ``default()``'s ~3 s step (64x64, 7 slots, 2x64, batch 16) by ~15x.
+        The codebook (32) exceeds the simulator's 24 kinds.
+
+        Training recipe (measured in short CPU runs, see docs/results/gocl.md): steps 0–4499 train
+        without quantisation at lr 1e-3 (objects are discovered there; with the codebook on from
+        step 0 they never were), then prototypes = k-means of slot features and the codebook
+        phase runs at lr 2e-4 (``codebook_lr_scale``) with tau from ~0.15 down (``tau_start``
+        0.3); at lr 1e-3 that phase fell back to a background-only decomposition within ~500 steps.
+        """
+        base = dict(
+            image_height=48, image_width=48, num_object_slots=5, num_iterations=2,
+            encoder_channels=(32, 32, 32), encoder_strides=(1, 2, 1), encoder_kernel_size=5,
+            feature_dim=64, intrinsic_dim=64, mlp_hidden=128, position_hidden=32,
+            codebook_size=32, decoder_hidden=32, decoder_layers=1,
+            tau_start=0.3, tau_end=0.1, tau_anneal_steps=8000,
+            # A smooth, low-information background (strong TV penalty, 2 latent dims with a 10x KL
+            # price) leaves the high-contrast objects to the object slots; with default()'s values
+            # the background slot absorbed whole images in short CPU runs.
+            background_dim=2, kl_bck_weight=0.2, background_smoothness_weight=0.5,
+            lr_encoder=1e-3, lr_decoder=1e-3, warmup_steps=200, grad_clip=1.0, revive_every=200,
+            codebook_warmup_steps=4500, codebook_lr_scale=0.2,
+        )
+        base.update(overrides)
+        return cls(**base)
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> "GoclConfig":
+        """A preset by name: ``tiny``, ``cpu``, ``default`` or ``gold_reference``."""
+        presets = {"tiny": cls.tiny, "cpu": cls.cpu, "default": cls.default, "gold_reference": cls.gold_reference}
+        if name not in presets:
+            raise ValueError(f"unknown GoclConfig preset {name!r}; choose from {sorted(presets)}")
+        return presets[name](**overrides)
 
     @classmethod
     def gold_reference(cls, **overrides: Any) -> "GoclConfig":

@@ -118,7 +118,7 @@ class GoclModel(nn.Module):
         features = self.encoder(images)
         slots = self.slot_attention(features, self.codebook, tau=tau if tau is not None else cfg.tau_end)
         assignment = slots.assignment
-        if self.training:
+        if self.training and cfg.use_codebook:
             self.codebook.record_usage(slots.intrinsic_features, assignment.probs)
 
         mean_parts = [slots.positions, slots.scales.log()]

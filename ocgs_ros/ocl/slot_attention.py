@@ -37,6 +37,22 @@ class SlotAttentionOutput:
     attention: torch.Tensor  # [B, K, N] last iteration, softmax over slots (index 0 = background)
 
 
+# Log-probability standing in for "impossible" in the baseline's one-hot logits (finite, so no
+# inf - inf NaNs downstream).
+IMPOSSIBLE_LOGIT = -1e4
+
+
+def slot_index_assignment(features: torch.Tensor, codebook_size: int) -> CodebookAssignment:
+    """No-codebook baseline: features pass through unquantised and object slot k (0-based among
+    object slots) is reported as entry k — identity = slot index, as in plain slot attention."""
+    num_slots = features.shape[-2]
+    index = torch.arange(num_slots, device=features.device)
+    one_hot = torch.nn.functional.one_hot(index, codebook_size).to(features.dtype)
+    one_hot = one_hot.expand(*features.shape[:-2], num_slots, codebook_size)
+    logits = torch.where(one_hot > 0, torch.zeros_like(one_hot), torch.full_like(one_hot, IMPOSSIBLE_LOGIT))
+    return CodebookAssignment(features, one_hot, one_hot, logits)
+
+
 class DisentangledSlotAttention(nn.Module):
     """Iterative competitive attention of 1 background + ``num_object_slots`` slots over features."""
 
@@ -125,7 +141,10 @@ class DisentangledSlotAttention(nn.Module):
                                             intrinsic.reshape(-1, cfg.intrinsic_dim))
             pre_quantised = pre_quantised.reshape(batch, cfg.num_object_slots, cfg.intrinsic_dim)
             pre_quantised = pre_quantised + self.object_mlp(pre_quantised)
-            assignment = codebook.quantise(pre_quantised, tau=tau, hard=cfg.hard_gumbel)
+            if cfg.use_codebook:
+                assignment = codebook.quantise(pre_quantised, tau=tau, hard=cfg.hard_gumbel)
+            else:
+                assignment = slot_index_assignment(pre_quantised, codebook.codebook_size)
             intrinsic = assignment.quantised
 
             background = self.background_gru(background_updates, background)
