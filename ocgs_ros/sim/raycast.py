@@ -118,8 +118,8 @@ class YawBox:
 
 
 @dataclass
-class Cylinder:
-    """A vertical cylinder standing on ``base`` (centre of its bottom disc)."""
+class _VerticalSolid:
+    """A solid of revolution about +z on a disc of ``radius`` centred on ``base``, ``height`` tall."""
 
     base: np.ndarray
     radius: float
@@ -128,6 +128,11 @@ class Cylinder:
     def bounding(self):
         base = np.asarray(self.base, float)
         return base + [0, 0, self.height / 2], float(np.hypot(self.radius, self.height / 2))
+
+
+@dataclass
+class Cylinder(_VerticalSolid):
+    """A vertical cylinder standing on ``base`` (centre of its bottom disc)."""
 
     def intersect(self, o, d):
         base = np.asarray(self.base, float)
@@ -151,16 +156,8 @@ class Cylinder:
 
 
 @dataclass
-class Cone:
+class Cone(_VerticalSolid):
     """A vertical cone with its base disc centred on ``base`` and its apex ``height`` above it."""
-
-    base: np.ndarray
-    radius: float
-    height: float
-
-    def bounding(self):
-        base = np.asarray(self.base, float)
-        return base + [0, 0, self.height / 2], float(np.hypot(self.radius, self.height / 2))
 
     def intersect(self, o, d):
         apex = np.asarray(self.base, float) + [0.0, 0.0, self.height]
