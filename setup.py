@@ -16,6 +16,9 @@ COMMANDS = {
     "bringup": "ocgs_ros.bringup:main",
     "sim_dataset": "ocgs_ros.sim.make_dataset:main",
     "sim_to_bag": "ocgs_ros.ros.sim_to_bag:main",
+    "gocl_data": "ocgs_ros.ocl.data:main",
+    "gocl_train": "ocgs_ros.ocl.train:main",
+    "gocl_evaluate": "ocgs_ros.ocl.evaluate:main",
 }
 
 setup(

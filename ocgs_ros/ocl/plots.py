@@ -104,7 +104,13 @@ def plot_learning_curves(curve: Sequence[dict[str, Any]], baseline_curve: Sequen
             steps = [p["step"] for p in points if p.get(name) is not None]
             values = [p[name] for p in points if p.get(name) is not None]
             if steps:
-                ax.plot(steps, values, style, label=label)
+                line, = ax.plot(steps, values, style, label=label)
+            # Hollow markers: GOCL snapshots from its codebook warm-up (slot index as identity).
+            warm = [(p["step"], p[name]) for p in points
+                    if p.get(name) is not None and p.get("use_codebook") is False and label == "GOCL"]
+            if warm:
+                ax.plot(*zip(*warm), "o", markerfacecolor="white", color=line.get_color(),
+                        label="GOCL warm-up (codebook off)")
         if targets and name in targets:
             ax.axhline(targets[name], color="grey", linestyle=":", label="target")
         ax.set_ylim(0, 1)

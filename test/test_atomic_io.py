@@ -1,0 +1,29 @@
+"""Atomic writes: all-or-nothing, and ordinary file permissions."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from ocgs_ros.atomic_io import atomic_path, atomic_write_json
+
+
+def test_replaces_whole_file_with_normal_permissions(tmp_path):
+    target = tmp_path / "r.json"
+    atomic_write_json(target, {"a": 1})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(target).st_mode & 0o777 == 0o666 & ~umask
+    assert json.loads(target.read_text()) == {"a": 1}
+
+
+def test_failure_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "r.json"
+    atomic_write_json(target, {"old": True})
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("crash")
+    assert json.loads(target.read_text()) == {"old": True}
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
