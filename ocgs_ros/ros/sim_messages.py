@@ -164,12 +164,11 @@ class SimStream:
         """Latched once at start: rig extrinsics on /tf_static and (tabletop) the object list."""
         from tf2_msgs.msg import TFMessage
 
-        first = self.world.frame(0)
+        # The rig is fixed: read its extrinsics from the world instead of rendering a frame.
         if self.is_driving:
-            transforms = static_transforms(self.ids, first.lidar.T_ego_lidar,
-                                           [c.T_ego_cam for c in first.cameras], stamp)
+            transforms = static_transforms(self.ids, self.world.T_ego_lidar, self.world.T_ego_cams, stamp)
             return [("/tf_static", TFMessage(transforms=transforms))]
-        transforms = static_transforms(self.ids, first.T_base_lidar, [first.T_base_camera], stamp)
+        transforms = static_transforms(self.ids, self.world.T_base_lidar, [self.world.T_base_camera], stamp)
         return [("/tf_static", TFMessage(transforms=transforms)),
                 ("/sim/objects", tabletop_objects_message(self.world.objects))]
 
