@@ -11,6 +11,8 @@ NODES = {
     "sim_publisher": "ocgs_ros.nodes.sim_publisher:main",
     "bag_record": "ocgs_ros.nodes.bag_record:main",
     "bag_play": "ocgs_ros.nodes.bag_play:main",
+    "object_mapping_node": "ocgs_ros.nodes.object_mapping_node:main",
+    "bev_perception_node": "ocgs_ros.nodes.bev_perception_node:main",
 }
 COMMANDS = {
     "bringup": "ocgs_ros.bringup:main",
@@ -19,6 +21,7 @@ COMMANDS = {
     "gocl_data": "ocgs_ros.ocl.data:main",
     "gocl_train": "ocgs_ros.ocl.train:main",
     "gocl_evaluate": "ocgs_ros.ocl.evaluate:main",
+    "gaussian_map_evaluate": "ocgs_ros.gaussians.evaluate:main",
 }
 
 setup(

@@ -27,6 +27,16 @@ NODE_CLASSES: dict[str, str] = {
     "sim_publisher": "ocgs_ros.nodes.sim_publisher:SimPublisher",
     "bag_play": "ocgs_ros.nodes.bag_play:BagPlayer",
     "bag_record": "ocgs_ros.nodes.bag_record:BagRecorder",
+    "object_mapping_node": "ocgs_ros.nodes.object_mapping_node:ObjectMappingNode",
+    "bev_perception_node": "ocgs_ros.nodes.bev_perception_node:BevPerceptionNode",
+}
+
+#: perception nodes and the sensor topics they subscribe by default (remapped by the launch arguments
+#: of the same name, in the launch file and here alike)
+SENSOR_REMAPS: dict[str, str] = {
+    "image_topic": "/camera/image_raw",
+    "camera_info_topic": "/camera/camera_info",
+    "points_topic": "/lidar/points",
 }
 
 #: launch argument → (default, description); mapping.launch.py declares exactly these.
@@ -38,6 +48,12 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
     "bag": ("", "Replay this bag instead of simulating (overrides sim)."),
     "record": ("false", "Record the sensor streams to a bag in the output folder."),
     "output": ("", "Output folder for this run (default runs/<timestamp>)."),
+    "mapping": ("true", "Start object_mapping_node (GOCL + object-aware Gaussian map)."),
+    "bev": ("false", "Start bev_perception_node (camera+LiDAR BEV detections and map layers)."),
+    "image_topic": (SENSOR_REMAPS["image_topic"], "Camera image topic the perception nodes subscribe."),
+    "camera_info_topic": (SENSOR_REMAPS["camera_info_topic"], "CameraInfo topic the perception nodes subscribe."),
+    "points_topic": (SENSOR_REMAPS["points_topic"], "LiDAR PointCloud2 topic the perception nodes subscribe."),
+    "rviz": ("false", "Start rviz2 with config/ocgs.rviz (Gaussians, objects, BEV boxes, map layers, camera)."),
 }
 
 #: bring-up only (launch has its own process control): stop after this many seconds.
@@ -66,10 +82,30 @@ def _truthy(value: str) -> bool:
     raise ValueError(f"expected true/false, got {value!r}")
 
 
+def default_rviz_config_path() -> Path:
+    return default_config_path().with_name("ocgs.rviz")
+
+
 @dataclass
 class NodePlan:
     executable: str
     overrides: dict[str, Any] = field(default_factory=dict)
+    #: (from, to) topic remappings, as launch_ros ``Node(remappings=...)``
+    remappings: list[tuple[str, str]] = field(default_factory=list)
+
+    def cli_args(self) -> list[str]:
+        """The remappings as node-local ROS arguments (what launch_ros passes for ``remappings``)."""
+        if not self.remappings:
+            return []
+        args = ["--ros-args"]
+        for source, target in self.remappings:
+            args += ["-r", f"{source}:={target}"]
+        return args
+
+
+def sensor_remappings(arguments: dict[str, str]) -> list[tuple[str, str]]:
+    """Remappings of the default sensor topics to the ones named in the launch arguments."""
+    return [(default, arguments[name]) for name, default in SENSOR_REMAPS.items() if arguments[name] != default]
 
 
 def plan_nodes(arguments: dict[str, str], output: Path) -> list[NodePlan]:
@@ -84,6 +120,11 @@ def plan_nodes(arguments: dict[str, str], output: Path) -> list[NodePlan]:
                                                 "publish_clock": use_sim_time}))
     if _truthy(arguments["record"]):
         plans.append(NodePlan("bag_record", {**common, "output": str(output / "sensors_bag")}))
+    remaps = sensor_remappings(arguments)
+    if _truthy(arguments["mapping"]):
+        plans.append(NodePlan("object_mapping_node", dict(common), remaps))
+    if _truthy(arguments["bev"]):
+        plans.append(NodePlan("bev_perception_node", dict(common), remaps))
     return plans
 
 
@@ -127,7 +168,12 @@ def _finished(node) -> bool:
     return bool(getattr(node, "finished", False) or (done is not None and done.is_set()))
 
 
-def run(argv: list[str] | None = None) -> dict[str, Any]:
+def run(argv: list[str] | None = None, before_shutdown=None) -> dict[str, Any]:
+    """Bring the planned nodes up, spin until the duration or a finite source ends, tear down.
+
+    ``before_shutdown(nodes_by_name, output)`` (optional) runs after the executor stopped and before
+    the nodes are destroyed: the demo uses it to save the map and render views from the live nodes.
+    """
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
     from rclpy.parameter import Parameter
@@ -148,15 +194,17 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     log = rclpy.logging.get_logger("bringup")
     executor = MultiThreadedExecutor()
     nodes = []
+    rviz = None
     started = time.monotonic()
     summary: dict[str, Any] = {"config": str(config), "arguments": arguments, "nodes": [p.executable for p in plans]}
     try:
         for plan in plans:
             overrides = [Parameter(k, value=v) for k, v in plan.overrides.items()]
-            node = _node_class(plan.executable)(parameter_overrides=overrides)
+            node = _node_class(plan.executable)(parameter_overrides=overrides, cli_args=plan.cli_args() or None)
             nodes.append(node)
             executor.add_node(node)
         log.info(f"started {[p.executable for p in plans]} with {config}; output {output}")
+        rviz = _start_rviz(log) if _truthy(arguments["rviz"]) else None
         # The executor spins in its own thread (callbacks run on its pool as they become ready);
         # this thread only watches the clock and the nodes, so it never delays a callback.
         spinner = threading.Thread(target=executor.spin, name="bringup_executor", daemon=True)
@@ -175,6 +223,14 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     finally:
         # Stop dispatching before destroying nodes, so no callback runs on a destroyed entity.
         executor.shutdown(timeout_sec=5.0)
+        if rviz is not None:
+            rviz.terminate()
+        for node in nodes:  # let workers finish the frame in hand so the figures below are final
+            worker = getattr(node, "worker", None)
+            if worker is not None:
+                worker.wait_idle(timeout_s=30.0)
+        if before_shutdown is not None:
+            summary["before_shutdown"] = before_shutdown({n.get_name(): n for n in nodes}, output)
         for node in nodes:
             stats = getattr(node, "stats", None)
             if callable(stats):
@@ -185,6 +241,18 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     summary["output"] = str(output)
     atomic_write_json(output / "bringup_summary.json", summary)
     return summary
+
+
+def _start_rviz(log):
+    """rviz2 with our display config, when installed (it is not pip-installable)."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("rviz2")
+    if exe is None:
+        log.warning("rviz:=true but rviz2 is not installed (it needs a full ROS 2 install); continuing without it")
+        return None
+    return subprocess.Popen([exe, "-d", str(default_rviz_config_path())])
 
 
 def _interrupt(signum, frame) -> None:

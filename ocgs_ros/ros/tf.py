@@ -65,3 +65,28 @@ def make_transform_listener(buffer, node: Node):
     if _tf2_ros is not None:  # pragma: no cover
         return _tf2_ros.TransformListener(buffer, node, spin_thread=False)
     return TransformListener(buffer, node)
+
+
+def lookup_matrix(buffer, target_frame: str, source_frame: str, stamp_ns: int, timeout_s: float = 0.0):
+    """``T_target_source`` (float64 [4, 4]) at ``stamp_ns`` from either buffer kind (tf2_ros.Buffer has
+    no ``lookup_matrix``); raises the buffer's TransformException when it cannot be resolved."""
+    from rclpy.duration import Duration
+    from rclpy.time import Time
+
+    from ocgs_ros.ros.conversions import transform_stamped_to_matrix
+
+    if hasattr(buffer, "lookup_matrix"):
+        return buffer.lookup_matrix(target_frame, source_frame, int(stamp_ns), timeout=timeout_s or None)
+    transform = buffer.lookup_transform(target_frame, source_frame, Time(nanoseconds=int(stamp_ns)),
+                                        timeout=Duration(nanoseconds=int(timeout_s * 1e9)))
+    return transform_stamped_to_matrix(transform)
+
+
+def transform_exceptions() -> tuple[type[BaseException], ...]:
+    """The exception types a TF lookup raises, for either buffer kind."""
+    from ocgs_ros.ros import tf_buffer
+
+    types: list[type[BaseException]] = [tf_buffer.TransformException]
+    if _tf2_ros is not None:  # pragma: no cover
+        types.append(_tf2_ros.TransformException)
+    return tuple(types)

@@ -1,7 +1,7 @@
 """ROS message <-> numpy conversions (the only place message layouts are interpreted).
 
 Callers write ``from ocgs_ros.ros import conversions`` and use the names below; the submodules
-are ``pointcloud``, ``image``, ``camera_info``, ``transforms`` and ``builders``.
+are ``pointcloud``, ``image``, ``camera_info``, ``transforms``, ``builders`` and ``objects``.
 """
 from ocgs_ros.ros.conversions.builders import (
     OCCUPANCY_UNKNOWN,
@@ -26,6 +26,17 @@ from ocgs_ros.ros.conversions.image import (
     image_msg_to_rgb,
     metres_to_depth_msg,
     rgb_to_image_msg,
+)
+from ocgs_ros.ros.conversions.objects import (
+    InstanceBoxes,
+    bev_to_detection_array,
+    codebook_color,
+    detection_array_to_bev,
+    detection_markers,
+    instances_to_boxes,
+    map_object_to_msg,
+    map_objects_to_msg,
+    object_markers,
 )
 from ocgs_ros.ros.conversions.pointcloud import (
     array_to_pointcloud2,
@@ -82,4 +93,7 @@ __all__ = [
     # builders
     "OCCUPANCY_UNKNOWN", "boxes_to_marker_array", "grid_to_occupancy_grid", "occupancy_grid_to_grid",
     "points_to_pointcloud2",
+    # typed object / detection outputs
+    "InstanceBoxes", "bev_to_detection_array", "codebook_color", "detection_array_to_bev", "detection_markers",
+    "instances_to_boxes", "map_object_to_msg", "map_objects_to_msg", "object_markers",
 ]

@@ -1,0 +1,269 @@
+"""object_mapping_node in-process: frames from the simulator map into objects; every kind of bad
+input is logged, counted and dropped while the node keeps mapping; services answer."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from ocgs_ros.ros import conversions
+
+NS = 1_000_000_000
+START_NS = 1_700_000_000 * NS
+
+
+@pytest.fixture(scope="module")
+def gocl_checkpoint(tmp_path_factory):
+    import torch
+
+    from ocgs_ros.ocl.checkpoint import save_checkpoint
+    from ocgs_ros.ocl.config import GoclConfig
+    from ocgs_ros.ocl.model import GoclModel
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("gocl") / "tiny.pt"
+    save_checkpoint(path, GoclModel(GoclConfig.tiny()))
+    return path
+
+
+@pytest.fixture(scope="module")
+def sim_frames():
+    """Messages of a few tabletop frames: (static /tf_static, [{topic: msg}] per frame, ground truth
+    included)."""
+    from ocgs_ros.ros.sim_messages import SimStream, make_world
+
+    stream = SimStream(make_world("tabletop", 3, 64, 48, 16, 256))
+    static = dict(stream.static_messages(conversions.ns_to_stamp(START_NS)))
+    frames = []
+    for i in range(4):
+        stamp = conversions.ns_to_stamp(START_NS + i * NS // 5)
+        frames.append(dict(stream.frame_messages(i * 6, stamp).all()))
+    return static, frames
+
+
+class KindSegmenter:
+    """Test double for GoclSegmenter: the simulator's object-kind image of the frame in hand as
+    one-hot codebook logits (channel kind + 1), so this test exercises the node, not GOCL."""
+
+    def __init__(self, entries: int):
+        self.entries = entries
+        self.kind_msg = None
+
+    def segment(self, images):
+        import torch
+        from types import SimpleNamespace
+
+        import cv2
+
+        kind = conversions.CvBridge().imgmsg_to_cv2(self.kind_msg).astype(np.int64)  # 0 = background
+        kind = cv2.resize(kind.astype(np.uint16), (images.shape[-1], images.shape[-2]),
+                          interpolation=cv2.INTER_NEAREST).astype(np.int64)
+        logits = torch.full((1, self.entries + 1, *kind.shape), -20.0)
+        logits.scatter_(1, torch.from_numpy(np.minimum(kind, self.entries))[None, None], 0.0)
+        return SimpleNamespace(pixel_codebook_logits=logits)
+
+
+def make_node(ros_context, checkpoint, **overrides):
+    from rclpy.parameter import Parameter
+
+    from ocgs_ros.nodes.object_mapping_node import ObjectMappingNode
+
+    values = {"gocl_checkpoint": str(checkpoint), "process_width": 64, "process_height": 48,
+              "iterations_per_frame": 2, "max_points": 2000, "grow_max_points": 800, "object_min_gaussians": 3,
+              "object_min_opacity": 0.0, "object_link_radius": 0.05, "tf_timeout_s": 0.0,
+              "publish_gaussians_period_s": 0.0, **overrides}
+    return ObjectMappingNode(context=ros_context, parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
+
+
+@pytest.fixture
+def ros_context():
+    import rclpy
+    from rclpy.context import Context
+
+    context = Context()
+    rclpy.init(context=context)
+    yield context
+    rclpy.shutdown(context=context)
+
+
+def feed_tf(node, static, frame) -> None:
+    for t in static["/tf_static"].transforms:
+        node.tf_buffer.set_transform_static(t, "test")
+    for t in frame["/tf"].transforms:
+        node.tf_buffer.set_transform(t, "test")
+
+
+def submit(node, image, info, cloud) -> None:
+    node.on_frame(image, info, cloud)
+    assert node.worker.wait_idle(60.0)
+
+
+def parts(frame):
+    return frame["/camera/image_raw"], frame["/camera/camera_info"], frame["/lidar/points"]
+
+
+def test_frames_become_objects_and_services_answer(ros_context, gocl_checkpoint, sim_frames, tmp_path):
+    from ocgs_ros_interfaces.srv import QueryObjects, SaveMap
+    from std_srvs.srv import Trigger
+
+    from ocgs_ros.gaussians.persistence import load_map
+
+    static, frames = sim_frames
+    node = make_node(ros_context, gocl_checkpoint, gocl_checkpoint="none", num_codebook_entries=32)
+    node.segmenter = KindSegmenter(32)
+    try:
+        for frame in frames:
+            feed_tf(node, static, frame)
+            node.segmenter.kind_msg = frame["/sim/camera/kind"]
+            submit(node, *parts(frame))
+        assert node.published == len(frames) and not node.rejected, node.rejected
+        assert node.mapper.map.num_gaussians > 100
+        objects = node.objects
+        assert objects, "a map of a table with objects must yield instances"
+
+        # the published cloud carries every field the issue names, and instance ids of real objects
+        cloud = conversions.pointcloud2_to_array(node.gaussians_cloud(frames[-1]["/lidar/points"].header.stamp))
+        assert {"x", "y", "z", "rgb", "opacity", "scale", "instance"} <= set(cloud.dtype.names)
+        assert set(np.unique(cloud["instance"])) - {0} <= {o.id for o in objects}
+
+        target = objects[0]
+        request = QueryObjects.Request(mode=QueryObjects.Request.BY_POINT_RADIUS, radius=0.01)
+        request.point.x, request.point.y, request.point.z = (float(v) for v in target.box_center)
+        response = node._on_query(request, QueryObjects.Response())
+        assert response.success and target.id in [o.id for o in response.objects]
+        far = QueryObjects.Request(mode=QueryObjects.Request.BY_POINT_RADIUS, radius=0.01)
+        far.point.z = 50.0
+        assert node._on_query(far, QueryObjects.Response()).objects == []
+        by_entry = node._on_query(QueryObjects.Request(mode=QueryObjects.Request.BY_CODEBOOK_ENTRY,
+                                                       codebook_entry=target.codebook_entry), QueryObjects.Response())
+        assert {o.codebook_entry for o in by_entry.objects} == {target.codebook_entry}
+        bad = node._on_query(QueryObjects.Request(mode=9), QueryObjects.Response())
+        assert not bad.success and "mode" in bad.message
+
+        saved = node._on_save(SaveMap.Request(path=str(tmp_path / "m")), SaveMap.Response())
+        assert saved.success, saved.message
+        gmap, tracker = load_map(saved.ply_path)
+        assert gmap.num_gaussians == node.mapper.map.num_gaussians
+        assert [o.id for o in tracker.objects] == [o.id for o in objects]
+
+        assert node._on_reset(Trigger.Request(), Trigger.Response()).success
+        assert node.mapper.map.num_gaussians == 0 and node.objects == []
+    finally:
+        node.destroy_node()
+
+
+def _bad_inputs(frame):
+    image, info, cloud = parts(frame)
+    unknown_encoding = copy.deepcopy(image)
+    unknown_encoding.encoding = "bayer_wxyz9"
+    truncated = copy.deepcopy(cloud)
+    truncated.data = bytes(truncated.data)[: len(truncated.data) // 3]
+    points = conversions.pointcloud2_to_xyz(cloud)
+    nan_cloud = conversions.xyz_to_pointcloud2(np.full_like(points, np.nan), cloud.header.frame_id, cloud.header.stamp)
+    empty = conversions.xyz_to_pointcloud2(np.zeros((0, 3), np.float32), cloud.header.frame_id, cloud.header.stamp)
+    wrong_info = copy.deepcopy(info)
+    wrong_info.width = info.width * 2
+    return [
+        ("encoding", (unknown_encoding, info, cloud)),
+        ("pointcloud", (image, info, truncated)),
+        ("empty_cloud", (image, info, nan_cloud)),
+        ("empty_cloud", (image, info, empty)),
+        ("camera_info", (image, None, cloud)),
+        ("camera_info", (image, wrong_info, cloud)),
+    ]
+
+
+def test_bad_input_is_dropped_and_counted_and_the_node_keeps_mapping(ros_context, gocl_checkpoint, sim_frames):
+    static, frames = sim_frames
+    node = make_node(ros_context, gocl_checkpoint, gocl_checkpoint="none")
+    try:
+        # TF missing: no pose for this stamp yet
+        submit(node, *parts(frames[0]))
+        assert node.rejected == {"tf": 1} and node.published == 0
+        feed_tf(node, static, frames[0])
+        expected: dict[str, int] = {"tf": 1}
+        for reason, msgs in _bad_inputs(frames[0]):
+            submit(node, *msgs)
+            expected[reason] = expected.get(reason, 0) + 1
+            assert node.rejected == expected, reason
+        assert node.published == 0
+        # a good frame afterwards is mapped as usual
+        submit(node, *parts(frames[0]))
+        assert node.published == 1 and node.mapper.map.num_gaussians > 0
+        # NaN points mixed into a good cloud are removed, not fatal
+        feed_tf(node, static, frames[1])
+        image, info, cloud = parts(frames[1])
+        pts = conversions.pointcloud2_to_xyz(cloud)
+        pts[::3] = np.nan
+        submit(node, image, info, conversions.xyz_to_pointcloud2(pts, cloud.header.frame_id, cloud.header.stamp))
+        assert node.published == 2
+    finally:
+        node.destroy_node()
+
+
+def test_stale_and_out_of_order_frames_are_dropped(ros_context, gocl_checkpoint, sim_frames):
+    static, frames = sim_frames
+    node = make_node(ros_context, gocl_checkpoint, gocl_checkpoint="none", max_input_age_s=5.0)
+    try:
+        # stamps from 2023 are far older than the wall clock: stale
+        node.on_frame(*parts(frames[0]))
+        assert node.rejected == {"stale": 1} and node.worker.stats.submitted == 0
+    finally:
+        node.destroy_node()
+    node = make_node(ros_context, gocl_checkpoint, gocl_checkpoint="none")
+    try:
+        for frame in frames:
+            feed_tf(node, static, frame)
+        # through the synchronizer: frame 2, then the older frame 1, then frame 3
+        for index in (2, 1, 3):
+            for slot, msg in enumerate(parts(frames[index])):
+                node.sync.add(msg, slot)
+            node.worker.wait_idle(60.0)
+        assert node.sync.dropped_stale >= 1
+        assert node.sync.emitted == 2 and node.published == 2 and not node.rejected
+    finally:
+        node.destroy_node()
+
+
+def test_missing_camera_info_is_reported_by_diagnostics(ros_context, gocl_checkpoint, sim_frames):
+    _, frames = sim_frames
+    node = make_node(ros_context, gocl_checkpoint, gocl_checkpoint="none")
+    try:
+        from diagnostic_msgs.msg import DiagnosticStatus
+
+        image_sub, _, cloud_sub = node._subscribers
+        for frame in frames[:3]:  # images and clouds arrive (through the subscribers' filters), no CameraInfo
+            image_sub.signalMessage(frame["/camera/image_raw"])
+            cloud_sub.signalMessage(frame["/lidar/points"])
+        assert node.sync.emitted == 0 and node.worker.stats.submitted == 0
+        level, message = node.diagnostics.level_and_message(node.diagnostics.summary())
+        assert level == DiagnosticStatus.ERROR and "no camera_info" in message and "no image" not in message
+    finally:
+        node.destroy_node()
+
+
+def test_a_gocl_checkpoint_drives_the_identities(ros_context, gocl_checkpoint, sim_frames):
+    static, frames = sim_frames
+    node = make_node(ros_context, gocl_checkpoint)
+    try:
+        assert node.num_entries == 8  # the tiny model's codebook, not the parameter's 32
+        feed_tf(node, static, frames[0])
+        submit(node, *parts(frames[0]))
+        assert node.published == 1 and not node.rejected
+        assert node.mapper.map.identity_head.out_features == 9
+    finally:
+        node.destroy_node()
+
+
+def test_invalid_parameters_fail_at_start_with_a_clear_error(ros_context, gocl_checkpoint, tmp_path):
+    with pytest.raises(ValueError, match="gocl_checkpoint.*not found"):
+        make_node(ros_context, gocl_checkpoint, gocl_checkpoint=str(tmp_path / "missing.pt"))
+    with pytest.raises(ValueError, match="process_width"):
+        make_node(ros_context, gocl_checkpoint, process_width=64, process_height=0)
+    with pytest.raises(ValueError, match="iterations_per_frame"):
+        make_node(ros_context, gocl_checkpoint, iterations_per_frame=0)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="gocl_checkpoint"):
+        make_node(ros_context, gocl_checkpoint, gocl_checkpoint=str(garbage))
