@@ -12,7 +12,6 @@ ego frame:
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,10 +74,10 @@ class BevFrame:
 
 def load_predictor(value: str):
     from ocgs_ros import models
-    from ocgs_ros.ros.bev_adapter import load_bev_predictor
+    from ocgs_ros.bev.inference import BevPredictor
 
     path = models.shipped_checkpoint("bev") if value in ("", "shipped") else Path(value)
-    return load_bev_predictor(path)
+    return BevPredictor.from_checkpoint(path)
 
 
 class BevPerceptionNode(Node):
