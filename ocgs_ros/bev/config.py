@@ -178,6 +178,40 @@ class BevConfig:
         return dataclasses.replace(base, **overrides)
 
     @staticmethod
+    def small(**overrides: Any) -> "BevConfig":
+        """Ablation / shipped-model preset: 51.2 m x 51.2 m at 0.8 m (64 x 64 cells), a 64 x 176
+        camera, map on the simulator's 0.5 m grid cropped to 50 m x 50 m (100 x 100 cells).
+
+        Sized so that 18 ablation runs fit an hour on one CPU core (docs/bev.md)."""
+        base = BevConfig(
+            det_grid=GridSpec(-25.6, 25.6, -25.6, 25.6, 0.8),
+            map_grid=GridSpec(-25.0, 25.0, -25.0, 25.0, 0.5),
+            image_height=64,
+            image_width=176,
+            image_stride=8,
+            image_channels=(16, 24, 32),
+            depth_min=1.0,
+            depth_max=37.0,
+            depth_bins=24,
+            camera_bev_channels=24,
+            lidar_point_channels=24,
+            lidar_bev_channels=24,
+            fused_channels=32,
+            shared_channels=32,
+            head_channels=24,
+            max_detections=80,
+        )
+        return dataclasses.replace(base, **overrides)
+
+    @staticmethod
+    def preset(name: str, **overrides: Any) -> "BevConfig":
+        """``tiny``, ``small`` or ``default`` with field overrides."""
+        builders = {"tiny": BevConfig.tiny, "small": BevConfig.small, "default": BevConfig.default}
+        if name not in builders:
+            raise ValueError(f"unknown BevConfig preset {name!r}; choose from {sorted(builders)}")
+        return builders[name](**overrides)
+
+    @staticmethod
     def default(**overrides: Any) -> "BevConfig":
         """CPU-trainable preset: 102.4 m x 102.4 m at 0.8 m (128 x 128 cells), one camera."""
         return dataclasses.replace(BevConfig(), **overrides)

@@ -1,0 +1,82 @@
+"""Inference API of the BEV model for the ROS node (numpy in, numpy out, no ROS).
+
+    predictor = BevPredictor.from_checkpoint(ocgs_ros.models.BEV_DRIVING)
+    pred = predictor.predict(images, intrinsics, T_ego_cam, points)
+    pred.boxes, pred.scores, pred.labels, pred.map_probs, pred.grid, pred.latency_ms
+
+Images of another size than the model's are resized (``K`` adjusted, ``frames.resize_images``);
+points outside the detection grid are ignored. Wrong shapes, dtypes or NaNs raise ``ValueError``.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .checkpoint import load_checkpoint
+from .config import BevConfig, GridSpec
+from .frames import crop_points, prepare_inputs
+from .model import BevFusionModel, BevInputs
+from .targets import decode_detections
+
+
+@dataclass
+class BevPrediction:
+    """Detections and map of one frame, ego frame (docs/conventions.md).
+
+    ``boxes [D, 9]`` (x, y, z, l, w, h, yaw, vx, vy), ``scores [D]``, ``labels [D]`` (index into
+    ``class_names``), ``map_probs`` float32 ``[len(map_classes), rows, cols]`` on ``grid`` (row =
+    x bin, col = y bin), ``latency_ms`` from input checks to decoded output.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+    map_probs: np.ndarray
+    map_classes: tuple[str, ...]
+    grid: GridSpec
+    latency_ms: float
+
+
+class BevPredictor:
+    """A BEV model in eval mode with the pre/post-processing of training."""
+
+    def __init__(self, model: BevFusionModel, device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.config: BevConfig = model.cfg
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "BevPredictor":
+        """Load a BEV checkpoint (``weights_only=True``; ``CheckpointError`` if unusable)."""
+        model, _, _ = load_checkpoint(path, map_location=device)
+        return cls(model, device)
+
+    @property
+    def num_cameras(self) -> int:
+        return self.config.num_cameras
+
+    @torch.no_grad()
+    def predict(self, images: np.ndarray, intrinsics: np.ndarray, T_ego_cam: np.ndarray,
+                points: np.ndarray) -> BevPrediction:
+        """``images`` uint8 ``[N, H, W, 3]`` RGB, ``intrinsics [N, 3, 3]``, ``T_ego_cam [N, 4, 4]``
+        (camera optical frame -> ego), ``points`` float32 ``[P, 4]`` (x, y, z, intensity, ego)."""
+        start = time.perf_counter()
+        cfg = self.config
+        pts = np.asarray(points)
+        if pts.ndim == 2 and pts.shape[1] == 4 and np.issubdtype(pts.dtype, np.floating) and np.isfinite(pts).all():
+            pts = crop_points(pts.astype(np.float32, copy=False), cfg)
+        img, k, t, p = prepare_inputs(images, intrinsics, T_ego_cam, pts, cfg)
+        inputs = BevInputs(img[None].to(self.device), k[None].to(self.device), t[None].to(self.device),
+                           [p.to(self.device)])
+        out = self.model(inputs)
+        det = decode_detections({"heatmap": out.heatmap, "regression": out.regression}, cfg)[0]
+        map_probs = out.map_logits[0].sigmoid().float().cpu().numpy()
+        return BevPrediction(boxes=det["boxes"], scores=det["scores"], labels=det["labels"].astype(np.int64),
+                             class_names=tuple(cfg.box_classes), map_probs=map_probs,
+                             map_classes=tuple(cfg.map_classes), grid=cfg.map_grid,
+                             latency_ms=(time.perf_counter() - start) * 1000.0)
