@@ -59,13 +59,21 @@ def test_bringup_arguments_and_plan(tmp_path):
         ["sim:=true", "record:=true", "duration:=2.5", "--ros-args", "-r", "a:=b"])
     assert duration == 2.5 and ros_args == ["--ros-args", "-r", "a:=b"]
     plan = bringup.plan_nodes(arguments, tmp_path)
-    assert [p.executable for p in plan] == ["sim_publisher", "bag_record"]
+    assert [p.executable for p in plan] == ["sim_publisher", "bag_record", "object_mapping_node"]
     assert plan[1].overrides["output"] == str(tmp_path / "sensors_bag")
+    assert plan[2].remappings == [] and plan[2].cli_args() == []
 
-    arguments, _, _ = bringup.parse_arguments(["bag:=/data/x", "use_sim_time:=true"])
+    arguments, _, _ = bringup.parse_arguments(["bag:=/data/x", "use_sim_time:=true", "mapping:=false"])
     plan = bringup.plan_nodes(arguments, tmp_path)
     assert [p.executable for p in plan] == ["bag_play"]
     assert plan[0].overrides == {"use_sim_time": True, "bag": "/data/x", "publish_clock": True}
+
+    arguments, _, _ = bringup.parse_arguments(["world:=driving", "mapping:=false", "bev:=true",
+                                               "points_topic:=/velodyne_points"])
+    plan = bringup.plan_nodes(arguments, tmp_path)
+    assert [p.executable for p in plan] == ["sim_publisher", "bev_perception_node"]
+    assert plan[1].remappings == [("/lidar/points", "/velodyne_points")]
+    assert plan[1].cli_args() == ["--ros-args", "-r", "/lidar/points:=/velodyne_points"]
 
     with pytest.raises(SystemExit):
         bringup.parse_arguments(["nonsense:=1"])
@@ -73,3 +81,36 @@ def test_bringup_arguments_and_plan(tmp_path):
         bringup.parse_arguments(["sim=true"])
     with pytest.raises(ValueError, match="true/false"):
         bringup.plan_nodes({**arguments, "bag": "", "sim": "maybe"}, tmp_path)
+
+
+def test_perception_nodes_get_the_sensor_remaps_and_their_own_switches_in_the_launch_file():
+    text = LAUNCH_FILE.read_text()
+    calls = {ast.literal_eval(c["executable"]): c for c in _node_calls(ast.parse(text))}
+    for executable, switch in (("object_mapping_node", "mapping"), ("bev_perception_node", "bev")):
+        call = calls[executable]
+        assert getattr(call["remappings"], "id", None) == "sensor_remaps"
+        assert ast.unparse(call["condition"]) == f"IfCondition({switch})"
+    assert "for name, default in SENSOR_REMAPS.items()" in text
+    assert set(bringup.SENSOR_REMAPS) <= set(bringup.LAUNCH_ARGUMENTS)
+    assert {"mapping", "bev", "rviz"} <= set(bringup.LAUNCH_ARGUMENTS)
+    # rviz:=true starts rviz2 with the package's display config, which exists
+    assert '"rviz2", "-d"' in text and '"ocgs.rviz"' in text and "IfCondition(rviz)" in text
+    assert (REPO / "config" / "ocgs.rviz").is_file()
+
+
+def test_the_yaml_sets_every_declared_parameter_of_the_perception_nodes_with_a_comment():
+    import yaml
+
+    from ocgs_ros.nodes import bev_perception_node, object_mapping_node
+
+    text = (REPO / "config" / "ocgs.yaml").read_text()
+    config = yaml.safe_load(text)
+    for name, module in (("object_mapping_node", object_mapping_node), ("bev_perception_node", bev_perception_node)):
+        values = config[name]["ros__parameters"]
+        assert set(values) == set(module.PARAMS), name
+        section = text.split(f"\n{name}:\n", 1)[1].split("\n\n", 1)[0]
+        for key in values:
+            line = next(line for line in section.splitlines() if line.strip().startswith(f"{key}:"))
+            assert "#" in line, f"{name}.{key} has no comment in config/ocgs.yaml"
+        for key, param in module.PARAMS.items():  # the YAML's values pass the node's own checks
+            assert param.check is None or key.endswith("checkpoint") or param.check(values[key]) is None, key
