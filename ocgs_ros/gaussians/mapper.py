@@ -4,8 +4,9 @@ targets into a :class:`GaussianMap`.
 Per frame: (1) grow — LiDAR points (world frame) that project where the current map is still
 transparent become new Gaussians, coloured from the image; (2) keyframe — if the camera moved
 enough; (3) optimise a fixed budget of iterations over the keyframe window plus sampled older
-keyframes, with L1 + D-SSIM, LiDAR depth and confidence-weighted identity cross-entropy; (4) prune
-Gaussians that became transparent. Poses come from the input (TF/odometry).
+keyframes, with L1 + D-SSIM, LiDAR depth and confidence-weighted identity cross-entropy, densifying
+and pruning with gsplat's strategy under the hard cap (:mod:`.densify`); (4) prune Gaussians that
+became transparent. Poses come from the input (TF/odometry).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 from gsplat.cuda._torch_impl import _spherical_harmonics
 
+from ocgs_ros.gaussians.densify import DensifyConfig, DensifyController
 from ocgs_ros.gaussians.keyframes import KeyframeSelector, KeyframeWindow
 from ocgs_ros.gaussians.losses import depth_loss, identity_loss, identity_targets, photometric_loss
 from ocgs_ros.gaussians.map import GaussianMap, GaussianMapConfig
@@ -34,7 +36,21 @@ class MapperConfig:
     grow_alpha_threshold: float = 0.5  # a LiDAR point seeds a Gaussian where the render is more transparent
     grow_max_points: int = 4000
     prune_opacity: float = 0.005
+    # gsplat-style densify/prune (see densify.DensifyConfig), in optimisation iterations
+    densify: bool = True
+    densify_every: int = 100
+    densify_start_iter: int = 100
+    densify_grad2d: float = 1e-3  # gsplat: 2e-4 at ~1k px images; small online views give larger gradients
+    densify_scale3d: float = 0.01
+    prune_scale3d: float = 0.1
+    scene_scale: float = 1.0
     seed: int = 0
+
+    def densify_config(self) -> DensifyConfig:
+        return DensifyConfig(enabled=self.densify, refine_every=self.densify_every,
+                             refine_start_iter=self.densify_start_iter, grow_grad2d=self.densify_grad2d,
+                             grow_scale3d=self.densify_scale3d, prune_scale3d=self.prune_scale3d,
+                             prune_opacity=self.prune_opacity, scene_scale=self.scene_scale)
 
     @classmethod
     def from_dict(cls, values: dict) -> "MapperConfig":
@@ -79,6 +95,7 @@ class OnlineMapper:
         self.keyframes: list[Keyframe] = []
         self.selector = KeyframeSelector(self.config.min_translation_m, self.config.min_rotation_deg)
         self.window = KeyframeWindow(self.config.window, self.config.old_samples, self.config.seed)
+        self.densifier = DensifyController(self.map, self.config.densify_config())
         self.frames_integrated = 0
         self.iterations = 0
 
@@ -87,6 +104,11 @@ class OnlineMapper:
         """(rgb [H,W,3], expected depth [H,W], identity logits [H,W,M+1], alpha [H,W,1]) for one camera.
         ``K`` follows the project convention (pixel centres at integers); gsplat's centres are at
         +0.5, hence the shift."""
+        rgb, depth, logits, alpha, _ = self.render_with_meta(viewmat, K, width, height)
+        return rgb, depth, logits, alpha
+
+    def render_with_meta(self, viewmat: torch.Tensor, K: torch.Tensor, width: int, height: int):
+        """:meth:`render` plus the rasteriser's ``meta`` (gsplat layout; densification reads it)."""
         gmap = self.map
         means = gmap.params["means"]
         if gmap.config.sh_degree == 0:
@@ -96,11 +118,11 @@ class OnlineMapper:
             rgb = torch.clamp_min(_spherical_harmonics(gmap.config.sh_degree, means - cam_pos,
                                                        gmap.sh_coefficients()) + 0.5, 0.0)
         features = torch.cat([rgb, gmap.params["identity"]], dim=1)
-        out, alpha, _ = rasterize(means, gmap.quats_normalized(), gmap.scales_act(), gmap.opacities_act(),
+        out, alpha, meta = rasterize(means, gmap.quats_normalized(), gmap.scales_act(), gmap.opacities_act(),
                                   features, viewmat[None], gsplat_intrinsics(K[None]), width, height,
                                   render_mode="RGB+ED")
         out, alpha = out[0], alpha[0]
-        return out[..., :3], out[..., -1], gmap.decode_identity(out[..., 3:-1], alpha), alpha
+        return out[..., :3], out[..., -1], gmap.decode_identity(out[..., 3:-1], alpha), alpha, meta
 
     # -- integration --------------------------------------------------------------------------
     def integrate(self, rgb: np.ndarray, K: np.ndarray, T_world_cam: np.ndarray, points_world: np.ndarray,
@@ -150,7 +172,9 @@ class OnlineMapper:
             # identity loss refines rather than discovers it
             rows = self.map.identity_head.weight.detach()[target[vv, uu]]
             identity = rows / rows.norm(dim=1, keepdim=True).clamp_min(1e-6)
-        return len(self.map.add_gaussians(points_world[idx], colors, identity=identity))
+        added = len(self.map.add_gaussians(points_world[idx], colors, identity=identity))
+        self.densifier.added(added)
+        return added
 
     def _optimise(self) -> dict:
         if not self.keyframes or self.map.num_gaussians == 0:
@@ -160,7 +184,7 @@ class OnlineMapper:
         totals = {"photometric": 0.0, "depth": 0.0, "identity": 0.0}
         for it in range(cfg.iterations_per_frame):
             kf = self.keyframes[batch[it % len(batch)]]
-            rgb, depth, logits, _ = self.render(kf.viewmat, kf.K, kf.rgb.shape[1], kf.rgb.shape[0])
+            rgb, depth, logits, _, meta = self.render_with_meta(kf.viewmat, kf.K, kf.rgb.shape[1], kf.rgb.shape[0])
             photo = photometric_loss(rgb, kf.rgb, cfg.ssim_weight)
             dl = depth_loss(depth, kf.depth)
             loss = photo + cfg.depth_weight * dl
@@ -171,17 +195,22 @@ class OnlineMapper:
             for opt in self.map.optimizers.values():
                 opt.zero_grad(set_to_none=True)
             self.map.head_optimizer.zero_grad(set_to_none=True)
+            self.densifier.before_backward(meta)
             loss.backward()
             for opt in self.map.optimizers.values():
                 opt.step()
             self.map.head_optimizer.step()
+            self.iterations += 1
+            self.densifier.after_backward(self.iterations, meta)
             totals["photometric"] += photo.item()
             totals["depth"] += dl.item()
             totals["identity"] += il.item()
-            self.iterations += 1
         return {k: v / cfg.iterations_per_frame for k, v in totals.items()}
 
     def _prune(self) -> int:
         with torch.no_grad():
             transparent = self.map.opacities_act() < self.config.prune_opacity
-        return self.map.remove(transparent) if transparent.any() else 0
+        if not transparent.any():
+            return 0
+        self.densifier.removed(transparent)
+        return self.map.remove(transparent)

@@ -1,0 +1,327 @@
+"""Object instances of the Gaussian map: extraction, stable ids, queries, rendered instance masks.
+
+Extraction (:func:`extract_instances`): every Gaussian whose decoded identity (argmax of the shared
+head's logits) is a codebook entry rather than background, and whose opacity is at least
+``min_opacity``, is a candidate. Candidates of one entry are linked when their centres are closer
+than ``link_radius`` (scipy ``cKDTree.query_pairs``), and each connected component
+(``scipy.sparse.csgraph.connected_components``) with at least ``min_gaussians`` members is an
+instance. Because the codebook entry is the same in every view (GOCL's global codebook), grouping by
+entry needs no cross-view mask association; connectivity only separates two objects of one kind.
+
+Stable ids (:class:`ObjectTracker`): each update matches the new instances to the previous ones of
+the *same entry* by Hungarian assignment on centroid distance (pairs further than
+``match_max_distance`` apart and with disjoint boxes are not allowed); matched instances keep their
+id, the rest get fresh ids. Ids are never reused.
+
+Boxes: axis-aligned (``aabb_min/max``) over the instance's Gaussian centres, and an oriented box
+that is gravity-aligned by default (``up_axis``; yaw from the principal axes of the footprint), which
+suits objects standing on a support; ``up_axis=None`` gives a full 3D PCA box.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
+
+from ocgs_ros.gaussians.map import GaussianMap
+from ocgs_ros.gaussians.raster import gsplat_intrinsics, rasterize
+
+OBJECTS_FORMAT = "ocgs_ros.objects"
+OBJECTS_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ObjectConfig:
+    min_opacity: float = 0.1  # fainter Gaussians do not define objects
+    min_probability: float = 0.0  # minimum softmax probability of the Gaussian's entry
+    link_radius: float = 0.03  # m: Gaussian centres closer than this are connected
+    min_gaussians: int = 20  # smaller components are noise, not objects
+    match_max_distance: float = 0.1  # m: centroid distance beyond which ids are not carried over
+    up_axis: tuple[float, float, float] | None = (0.0, 0.0, 1.0)  # None: full PCA oriented box
+
+    def __post_init__(self):
+        if self.link_radius <= 0 or self.min_gaussians < 1 or self.match_max_distance < 0:
+            raise ValueError(f"invalid ObjectConfig {self}")
+        if not 0 <= self.min_opacity <= 1 or not 0 <= self.min_probability <= 1:
+            raise ValueError(f"invalid ObjectConfig {self}")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ObjectConfig":
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"ObjectConfig: unknown option(s) {unknown}")
+        values = dict(values)
+        if values.get("up_axis") is not None:
+            values["up_axis"] = tuple(float(v) for v in values["up_axis"])
+        return cls(**values)
+
+
+@dataclass
+class MapObject:
+    id: int  # stable across updates (an object keeps its id while the map grows)
+    codebook_entry: int  # 0..M-1
+    confidence: float  # [0, 1]: mean probability of the entry over the instance's Gaussians
+    centroid: np.ndarray  # [3] float64, map frame
+    box_center: np.ndarray  # [3] oriented box centre
+    box_size: np.ndarray  # [3] extents along the box axes
+    box_rotation: np.ndarray  # [3, 3] rotation of the box axes (columns) in the map frame
+    aabb_min: np.ndarray  # [3]
+    aabb_max: np.ndarray  # [3]
+    num_gaussians: int
+    mean_color: np.ndarray  # [3] RGB in [0, 1]
+    gaussian_indices: np.ndarray  # int64 indices into the map at extraction time
+
+    def to_json(self) -> dict:
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value.tolist() if isinstance(value, np.ndarray) else value
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict) -> "MapObject":
+        missing = sorted({f.name for f in dataclasses.fields(cls)} - set(data))
+        if missing:
+            raise ValueError(f"MapObject.from_json: missing field(s) {missing}")
+        return cls(
+            id=int(data["id"]), codebook_entry=int(data["codebook_entry"]), confidence=float(data["confidence"]),
+            centroid=_vec(data["centroid"], 3), box_center=_vec(data["box_center"], 3),
+            box_size=_vec(data["box_size"], 3),
+            box_rotation=np.asarray(data["box_rotation"], dtype=np.float64).reshape(3, 3),
+            aabb_min=_vec(data["aabb_min"], 3), aabb_max=_vec(data["aabb_max"], 3),
+            num_gaussians=int(data["num_gaussians"]), mean_color=_vec(data["mean_color"], 3),
+            gaussian_indices=np.asarray(data["gaussian_indices"], dtype=np.int64).reshape(-1))
+
+    def contains(self, points: np.ndarray, margin: float = 0.0) -> np.ndarray:
+        """Which ``points [P,3]`` lie inside the oriented box grown by ``margin``."""
+        local = (np.atleast_2d(points) - self.box_center) @ self.box_rotation
+        return np.all(np.abs(local) <= self.box_size / 2 + margin, axis=1)
+
+    def distance_to(self, point: np.ndarray) -> float:
+        """Euclidean distance from ``point`` to the oriented box (0 inside)."""
+        local = (np.asarray(point, dtype=np.float64) - self.box_center) @ self.box_rotation
+        outside = np.maximum(np.abs(local) - self.box_size / 2, 0.0)
+        return float(np.linalg.norm(outside))
+
+
+def _vec(value, n: int) -> np.ndarray:
+    arr = np.asarray(value, dtype=np.float64).reshape(-1)
+    if arr.shape != (n,):
+        raise ValueError(f"expected {n} numbers, got {arr.shape[0]}")
+    return arr
+
+
+def _rotation_from_up(up) -> np.ndarray:
+    """A rotation whose third column is the unit ``up`` vector."""
+    z = np.asarray(up, dtype=np.float64)
+    z = z / np.linalg.norm(z)
+    helper = np.array([1.0, 0.0, 0.0]) if abs(z[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+    x = helper - z * (helper @ z)
+    x /= np.linalg.norm(x)
+    return np.stack([x, np.cross(z, x), z], axis=1)
+
+
+def oriented_box(points: np.ndarray, up_axis=(0.0, 0.0, 1.0)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(center [3], size [3], rotation [3,3])`` of ``points [P,3]``: gravity-aligned (yaw from the
+    principal axes of the points projected on the plane normal to ``up_axis``) or, with
+    ``up_axis=None``, along the 3D principal axes. Axes form a right-handed rotation."""
+    points = np.asarray(points, dtype=np.float64)
+    mean = points.mean(axis=0)
+    if up_axis is None:
+        _, vectors = np.linalg.eigh(np.cov((points - mean).T) if len(points) > 1 else np.eye(3))
+        rotation = vectors[:, ::-1].copy()  # largest spread first
+    else:
+        base = _rotation_from_up(up_axis)
+        planar = (points - mean) @ base[:, :2]
+        if len(points) > 1:
+            _, vectors = np.linalg.eigh(np.cov(planar.T))
+            major = vectors[:, -1]
+        else:
+            major = np.array([1.0, 0.0])
+        x = base[:, :2] @ major
+        rotation = np.stack([x, np.cross(base[:, 2], x), base[:, 2]], axis=1)
+    if np.linalg.det(rotation) < 0:
+        rotation[:, 2] *= -1
+    local = (points - mean) @ rotation
+    lo, hi = local.min(axis=0), local.max(axis=0)
+    return mean + rotation @ ((lo + hi) / 2), hi - lo, rotation
+
+
+@torch.no_grad()
+def extract_instances(gmap: GaussianMap, config: ObjectConfig | None = None) -> list[MapObject]:
+    """Instances of ``gmap`` (ids are provisional, 0-based in extraction order; use
+    :class:`ObjectTracker` for stable ids)."""
+    config = config or ObjectConfig()
+    if gmap.num_gaussians == 0:
+        return []
+    probs = gmap.identity_logits().softmax(dim=1)
+    best_prob, best = probs.max(dim=1)
+    opacity = gmap.opacities_act()
+    candidate = (best > 0) & (opacity >= config.min_opacity) & (best_prob >= config.min_probability)
+    means = gmap.params["means"].detach().double().numpy()
+    colors = gmap.colors().numpy()
+    best_np, prob_np = best.numpy(), best_prob.numpy()
+    objects: list[MapObject] = []
+    for channel in np.unique(best_np[candidate.numpy()]):
+        members = np.flatnonzero(candidate.numpy() & (best_np == channel))
+        if len(members) < config.min_gaussians:
+            continue
+        pairs = cKDTree(means[members]).query_pairs(config.link_radius, output_type="ndarray")
+        graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(members),) * 2)
+        _, labels = connected_components(graph, directed=False)
+        for label in np.unique(labels):
+            indices = members[labels == label]
+            if len(indices) < config.min_gaussians:
+                continue
+            pts = means[indices]
+            center, size, rotation = oriented_box(pts, config.up_axis)
+            objects.append(MapObject(
+                id=len(objects), codebook_entry=int(channel) - 1, confidence=float(prob_np[indices].mean()),
+                centroid=pts.mean(axis=0), box_center=center, box_size=size, box_rotation=rotation,
+                aabb_min=pts.min(axis=0), aabb_max=pts.max(axis=0), num_gaussians=int(len(indices)),
+                mean_color=colors[indices].mean(axis=0).astype(np.float64), gaussian_indices=indices.astype(np.int64)))
+    return objects
+
+
+def aabb_iou(min_a, max_a, min_b, max_b) -> float:
+    """Intersection over union of two axis-aligned 3D boxes."""
+    inter = np.clip(np.minimum(max_a, max_b) - np.maximum(min_a, min_b), 0.0, None).prod()
+    vol_a = np.clip(np.asarray(max_a) - min_a, 0.0, None).prod()
+    vol_b = np.clip(np.asarray(max_b) - min_b, 0.0, None).prod()
+    union = vol_a + vol_b - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+class ObjectTracker:
+    """Keeps object ids stable between calls to :meth:`update` (see module docstring)."""
+
+    def __init__(self, config: ObjectConfig | None = None):
+        self.config = config or ObjectConfig()
+        self.objects: list[MapObject] = []
+        self.next_id = 1  # 0 is the background label of rendered instance masks
+        self.updates = 0
+
+    def update(self, gmap: GaussianMap) -> list[MapObject]:
+        """Extract the instances of ``gmap`` and give them ids matched to the previous update."""
+        current = extract_instances(gmap, self.config)
+        previous = self.objects
+        ids: list[int | None] = [None] * len(current)
+        if previous and current:
+            big = 1e9
+            cost = np.full((len(current), len(previous)), big)
+            for i, obj in enumerate(current):
+                for j, old in enumerate(previous):
+                    if obj.codebook_entry != old.codebook_entry:
+                        continue
+                    distance = float(np.linalg.norm(obj.centroid - old.centroid))
+                    if distance <= self.config.match_max_distance or \
+                            aabb_iou(obj.aabb_min, obj.aabb_max, old.aabb_min, old.aabb_max) > 0:
+                        cost[i, j] = distance
+            rows, cols = linear_sum_assignment(cost)
+            for i, j in zip(rows, cols):
+                if cost[i, j] < big:
+                    ids[i] = previous[j].id
+        for i, obj in enumerate(current):
+            if ids[i] is None:
+                ids[i] = self.next_id
+                self.next_id += 1
+            obj.id = ids[i]
+        self.objects = sorted(current, key=lambda o: o.id)
+        self.updates += 1
+        return self.objects
+
+    # -- queries ------------------------------------------------------------------------------
+    def get(self, object_id: int) -> MapObject | None:
+        return next((o for o in self.objects if o.id == object_id), None)
+
+    def query_by_codebook(self, entry: int) -> list[MapObject]:
+        """Objects whose codebook entry is ``entry``."""
+        return [o for o in self.objects if o.codebook_entry == int(entry)]
+
+    def query_by_point(self, point, radius: float) -> list[MapObject]:
+        """Objects whose oriented box comes within ``radius`` of ``point``, nearest first."""
+        point = _vec(point, 3)
+        if radius < 0:
+            raise ValueError(f"query_by_point: radius must be >= 0, got {radius}")
+        hits = [(o.distance_to(point), o) for o in self.objects]
+        return [o for d, o in sorted(hits, key=lambda t: (t[0], t[1].id)) if d <= radius]
+
+    def query_by_box(self, center, size, rotation=None) -> list[MapObject]:
+        """Objects whose centroid lies inside the box ``center [3]``, ``size [3]`` (full extents),
+        ``rotation [3,3]`` (box axes as columns; identity when None)."""
+        center, size = _vec(center, 3), _vec(size, 3)
+        if np.any(size < 0):
+            raise ValueError(f"query_by_box: size must be >= 0, got {size.tolist()}")
+        rotation = np.eye(3) if rotation is None else np.asarray(rotation, dtype=np.float64).reshape(3, 3)
+        inside = []
+        for o in self.objects:
+            local = (o.centroid - center) @ rotation
+            if np.all(np.abs(local) <= size / 2):
+                inside.append(o)
+        return inside
+
+    # -- persistence --------------------------------------------------------------------------
+    def to_json(self) -> dict:
+        config = dataclasses.asdict(self.config)
+        config["up_axis"] = None if self.config.up_axis is None else list(self.config.up_axis)
+        return {"format": OBJECTS_FORMAT, "format_version": OBJECTS_FORMAT_VERSION, "config": config,
+                "next_id": self.next_id, "updates": self.updates, "objects": [o.to_json() for o in self.objects]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ObjectTracker":
+        if not isinstance(data, dict) or data.get("format") != OBJECTS_FORMAT:
+            raise ValueError(f"not an objects JSON (format must be {OBJECTS_FORMAT!r})")
+        if int(data.get("format_version", -1)) > OBJECTS_FORMAT_VERSION:
+            raise ValueError(f"objects JSON format_version {data['format_version']} is newer than "
+                             f"{OBJECTS_FORMAT_VERSION}")
+        tracker = cls(ObjectConfig.from_dict(data["config"]))
+        tracker.objects = [MapObject.from_json(o) for o in data["objects"]]
+        tracker.next_id = int(data["next_id"])
+        tracker.updates = int(data.get("updates", 0))
+        if tracker.objects and tracker.next_id <= max(o.id for o in tracker.objects):
+            raise ValueError("objects JSON: next_id must exceed every object id")
+        return tracker
+
+
+@torch.no_grad()
+def render_instance_mask(mapper_or_map, objects: list[MapObject], viewmat, K, width: int, height: int) -> np.ndarray:
+    """Instance mask ``int32 [H, W]`` (0 = background, else object id) of ``objects`` seen from a
+    camera: ``viewmat`` world→camera ``[4,4]``, ``K`` project-convention intrinsics ``[3,3]``.
+
+    Each object's Gaussians are rendered as a one-hot channel with the map's own geometry and
+    opacity, so occlusion by other Gaussians (table, other objects) is respected; a pixel takes the
+    object with the largest compositing weight unless ``1 - sum of object weights`` (everything
+    else, transparency included) is larger. ``objects`` must come from this map's current state
+    (their ``gaussian_indices`` index it)."""
+    gmap = getattr(mapper_or_map, "map", mapper_or_map)
+    if not isinstance(gmap, GaussianMap):
+        raise TypeError(f"render_instance_mask needs a GaussianMap or an OnlineMapper, got {type(mapper_or_map).__name__}")
+    if width <= 0 or height <= 0:
+        raise ValueError(f"render_instance_mask: width/height must be > 0, got {width}x{height}")
+    mask = np.zeros((height, width), np.int32)
+    n = gmap.num_gaussians
+    if not objects or n == 0:
+        return mask
+    for o in objects:
+        if len(o.gaussian_indices) and (o.gaussian_indices.max() >= n or o.gaussian_indices.min() < 0):
+            raise ValueError(f"object {o.id}: gaussian_indices out of range for a map of {n} Gaussians "
+                             f"(re-extract objects after the map changed)")
+    onehot = torch.zeros(n, len(objects))
+    for column, o in enumerate(objects):
+        onehot[torch.as_tensor(o.gaussian_indices), column] = 1.0
+    viewmat = torch.as_tensor(np.asarray(viewmat), dtype=torch.float32).reshape(1, 4, 4)
+    K = torch.as_tensor(np.asarray(K), dtype=torch.float32).reshape(1, 3, 3)
+    weights, _, _ = rasterize(gmap.params["means"], gmap.quats_normalized(), gmap.scales_act(),
+                              gmap.opacities_act(), onehot, viewmat, gsplat_intrinsics(K), width, height,
+                              render_mode="RGB")
+    weights = weights[0]  # [H, W, n_objects]
+    rest = 1.0 - weights.sum(dim=-1, keepdim=True)
+    label = torch.cat([rest, weights], dim=-1).argmax(dim=-1).numpy()
+    ids = np.array([0] + [o.id for o in objects], dtype=np.int32)
+    return ids[label]
