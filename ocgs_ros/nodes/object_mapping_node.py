@@ -30,7 +30,8 @@ from ocgs_ros.ros import conversions, qos
 from ocgs_ros.ros.diagnostics import NodeDiagnostics
 from ocgs_ros.ros.node_main import run_node
 from ocgs_ros.ros.params import Param, declare_and_read, non_negative, positive
-from ocgs_ros.ros.sensor_frames import FrameError, camera_from_messages, cloud_points, lookup, transform_points
+from ocgs_ros.ros.sensor_frames import (FrameError, camera_from_messages, cloud_points, in_view, lookup,
+                                        transform_points)
 from ocgs_ros.ros.sync import make_synchronizer
 from ocgs_ros.ros.tf import make_tf_buffer, make_transform_listener
 
@@ -57,7 +58,8 @@ PARAMS = {
                                   "Use with use_sim_time when replaying bags.", non_negative),
     "process_width": Param(160, "Image width the map is built at (0 = camera resolution).", non_negative),
     "process_height": Param(120, "Image height the map is built at (0 = camera resolution).", non_negative),
-    "max_points": Param(6000, "LiDAR points per frame (random subset; 0 = all).", non_negative),
+    "max_points": Param(6000, "LiDAR points per frame inside the camera view (random subset; 0 = all).",
+                        non_negative),
     "gocl_checkpoint": Param("shipped", "GOCL checkpoint: a path, 'shipped' (ocgs_ros.models.GOCL_TABLETOP), "
                                         "or 'none' (map without identities).", _gocl_checkpoint),
     "num_codebook_entries": Param(32, "Codebook size when gocl_checkpoint is 'none' (else the model's).", positive),
@@ -211,10 +213,19 @@ class ObjectMappingNode(Node):
     def _process(self, frame: SensorFrame) -> None:
         p = self.params
         camera = camera_from_messages(frame.image, frame.info, p["process_width"], p["process_height"])
-        points = cloud_points(frame.cloud, max_points=p["max_points"], rng=self._rng)
+        points = cloud_points(frame.cloud)
         T_world_cam = lookup(self.tf_buffer, p["map_frame"], camera.frame_id, frame.stamp_ns, p["tf_timeout_s"])
         T_world_lidar = lookup(self.tf_buffer, p["map_frame"], frame.cloud.header.frame_id, frame.stamp_ns,
                                p["tf_timeout_s"])
+        # Only returns the camera sees can become (coloured) Gaussians: crop to the view before the
+        # per-frame point budget, or most of a 360-degree sweep's budget is spent behind the camera.
+        height, width = camera.rgb.shape[:2]
+        visible = in_view(transform_points(np.linalg.inv(T_world_cam) @ T_world_lidar, points), camera.K, width, height)
+        points = points[visible]
+        if len(points) == 0:
+            raise FrameError("empty_cloud", "no LiDAR return falls inside the camera image")
+        if p["max_points"] and len(points) > p["max_points"]:
+            points = points[np.sort(self._rng.choice(len(points), p["max_points"], replace=False))]
         points_world = transform_points(T_world_lidar, points)
         logits = self._segment(camera.rgb)
         with self._map_lock:
