@@ -265,7 +265,7 @@ def evaluate(cfg: EvalConfig, identity, progress: bool = True) -> tuple[dict, di
         "cross_scene_consistency": cross_scene,
         "cross_scene_kinds": {str(k): v for k, v in kind_entries.items()},
         "instance_recall_iou50": total_matched / total_gt if total_gt else None,
-        "instance_box_iou": "axis-aligned 3D IoU (GT: AABB of the simulator's oriented box; instance: AABB of its Gaussian centres)",
+        "instance_box_iou": "axis-aligned 3D IoU (GT: AABB of the simulator's oriented box; instance: AABB of its Gaussians, centre +- 1 std, 2% trimmed per face)",
         "baseline_slot_index_cross_view_consistency": votes["baseline"].cross_view_consistency(),
         "baseline_slot_index_cross_scene_consistency": baseline_cross_scene,
         "gocl_per_frame_cross_view_consistency": votes["gocl_frames"].cross_view_consistency(),

@@ -34,6 +34,9 @@ class MapperConfig:
     depth_weight: float = 0.1
     identity_weight: float = 0.3
     grow_alpha_threshold: float = 0.5  # a LiDAR point seeds a Gaussian where the render is more transparent
+    # ... or where the rendered depth misses the point by more than this (m): an unseen side of an
+    # object seen from behind renders the opaque front side, which would otherwise block all growth
+    grow_depth_tolerance: float = 0.02
     grow_max_points: int = 4000
     prune_opacity: float = 0.005
     # gsplat-style densify/prune (see densify.DensifyConfig), in optimisation iterations
@@ -157,9 +160,13 @@ class OnlineMapper:
             return 0
         with torch.no_grad():
             if self.map.num_gaussians:
-                _, _, _, alpha = self.render(viewmat, K, image.shape[1], image.shape[0])
-                transparent = alpha[v[idx].astype(int), u[idx].astype(int), 0].numpy() < self.config.grow_alpha_threshold
-                idx = idx[transparent]
+                _, depth, _, alpha = self.render(viewmat, K, image.shape[1], image.shape[0])
+                vv, uu = v[idx].astype(int), u[idx].astype(int)
+                transparent = alpha[vv, uu, 0].numpy() < self.config.grow_alpha_threshold
+                vm = viewmat.double().numpy()
+                point_depth = points_world[idx] @ vm[2, :3] + vm[2, 3]
+                unexplained = np.abs(depth[vv, uu].numpy() - point_depth) > self.config.grow_depth_tolerance
+                idx = idx[transparent | unexplained]
         if idx.size > self.config.grow_max_points:
             idx = np.random.default_rng(self.frames_integrated).choice(idx, self.config.grow_max_points, replace=False)
         if idx.size == 0:

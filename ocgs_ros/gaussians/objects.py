@@ -13,7 +13,8 @@ the *same entry* by Hungarian assignment on centroid distance (pairs further tha
 ``match_max_distance`` apart and with disjoint boxes are not allowed); matched instances keep their
 id, the rest get fresh ids. Ids are never reused.
 
-Boxes: axis-aligned (``aabb_min/max``) over the instance's Gaussian centres, and an oriented box
+Boxes: axis-aligned (``aabb_min/max``) over the instance's Gaussians (centre +- ``box_sigma``
+standard deviations, the outermost ``box_trim`` fraction per face ignored), and an oriented box
 that is gravity-aligned by default (``up_axis``; yaw from the principal axes of the footprint), which
 suits objects standing on a support; ``up_axis=None`` gives a full 3D PCA box.
 """
@@ -43,10 +44,16 @@ class ObjectConfig:
     link_radius: float = 0.03  # m: Gaussian centres closer than this are connected
     min_gaussians: int = 20  # smaller components are noise, not objects
     match_max_distance: float = 0.1  # m: centroid distance beyond which ids are not carried over
+    # boxes cover each Gaussian's centre +- box_sigma standard deviations (a Gaussian is a surface
+    # patch, not a point), robustly: the box_trim fraction of Gaussians beyond each face is ignored
+    box_sigma: float = 1.0
+    box_trim: float = 0.02
     up_axis: tuple[float, float, float] | None = (0.0, 0.0, 1.0)  # None: full PCA oriented box
 
     def __post_init__(self):
-        if self.link_radius <= 0 or self.min_gaussians < 1 or self.match_max_distance < 0:
+        if self.link_radius <= 0 or self.min_gaussians < 1 or self.match_max_distance < 0 or self.box_sigma < 0:
+            raise ValueError(f"invalid ObjectConfig {self}")
+        if not 0 <= self.box_trim < 0.5:
             raise ValueError(f"invalid ObjectConfig {self}")
         if not 0 <= self.min_opacity <= 1 or not 0 <= self.min_probability <= 1:
             raise ValueError(f"invalid ObjectConfig {self}")
@@ -127,10 +134,13 @@ def _rotation_from_up(up) -> np.ndarray:
     return np.stack([x, np.cross(z, x), z], axis=1)
 
 
-def oriented_box(points: np.ndarray, up_axis=(0.0, 0.0, 1.0)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def oriented_box(points: np.ndarray, up_axis=(0.0, 0.0, 1.0), half_extents: np.ndarray | None = None,
+                 trim: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(center [3], size [3], rotation [3,3])`` of ``points [P,3]``: gravity-aligned (yaw from the
     principal axes of the points projected on the plane normal to ``up_axis``) or, with
-    ``up_axis=None``, along the 3D principal axes. Axes form a right-handed rotation."""
+    ``up_axis=None``, along the 3D principal axes. Axes form a right-handed rotation.
+    ``half_extents [P,3]`` (world-axis standard deviations of each Gaussian) widen the box;
+    ``trim`` ignores that fraction of points beyond each face."""
     points = np.asarray(points, dtype=np.float64)
     mean = points.mean(axis=0)
     if up_axis is None:
@@ -149,8 +159,25 @@ def oriented_box(points: np.ndarray, up_axis=(0.0, 0.0, 1.0)) -> tuple[np.ndarra
     if np.linalg.det(rotation) < 0:
         rotation[:, 2] *= -1
     local = (points - mean) @ rotation
-    lo, hi = local.min(axis=0), local.max(axis=0)
+    extent = np.zeros_like(local) if half_extents is None else np.asarray(half_extents) @ np.abs(rotation)
+    lo, hi = _trimmed_bounds(local, extent, trim)
     return mean + rotation @ ((lo + hi) / 2), hi - lo, rotation
+
+
+def _trimmed_bounds(points: np.ndarray, extent: np.ndarray, trim: float) -> tuple[np.ndarray, np.ndarray]:
+    low, high = points - extent, points + extent
+    if trim <= 0:
+        return low.min(axis=0), high.max(axis=0)
+    return np.quantile(low, trim, axis=0), np.quantile(high, 1 - trim, axis=0)
+
+
+def world_std(gmap: GaussianMap) -> np.ndarray:
+    """Standard deviation of every Gaussian along the map axes ``[N, 3]`` (sqrt of its covariance
+    diagonal; gsplat's covariance from quaternion and scales)."""
+    from gsplat.cuda._torch_impl import _quat_scale_to_covar_preci
+
+    covars, _ = _quat_scale_to_covar_preci(gmap.quats_normalized(), gmap.scales_act(), True, False)
+    return torch.sqrt(torch.diagonal(covars, dim1=1, dim2=2).clamp_min(0)).numpy().astype(np.float64)
 
 
 @torch.no_grad()
@@ -167,6 +194,7 @@ def extract_instances(gmap: GaussianMap, config: ObjectConfig | None = None) -> 
     means = gmap.params["means"].detach().double().numpy()
     colors = gmap.colors().numpy()
     best_np, prob_np = best.numpy(), best_prob.numpy()
+    std = world_std(gmap) * config.box_sigma
     objects: list[MapObject] = []
     for channel in np.unique(best_np[candidate.numpy()]):
         members = np.flatnonzero(candidate.numpy() & (best_np == channel))
@@ -180,11 +208,12 @@ def extract_instances(gmap: GaussianMap, config: ObjectConfig | None = None) -> 
             if len(indices) < config.min_gaussians:
                 continue
             pts = means[indices]
-            center, size, rotation = oriented_box(pts, config.up_axis)
+            center, size, rotation = oriented_box(pts, config.up_axis, std[indices], config.box_trim)
+            aabb_min, aabb_max = _trimmed_bounds(pts, std[indices], config.box_trim)
             objects.append(MapObject(
                 id=len(objects), codebook_entry=int(channel) - 1, confidence=float(prob_np[indices].mean()),
                 centroid=pts.mean(axis=0), box_center=center, box_size=size, box_rotation=rotation,
-                aabb_min=pts.min(axis=0), aabb_max=pts.max(axis=0), num_gaussians=int(len(indices)),
+                aabb_min=aabb_min, aabb_max=aabb_max, num_gaussians=int(len(indices)),
                 mean_color=colors[indices].mean(axis=0).astype(np.float64), gaussian_indices=indices.astype(np.int64)))
     return objects
 

@@ -1,0 +1,135 @@
+"""Object instances: extraction by identity + connectivity, stable ids while the map grows, queries,
+rendered instance masks, JSON round trip."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ocgs_ros.gaussians.map import GaussianMap, GaussianMapConfig
+from ocgs_ros.gaussians.objects import (MapObject, ObjectConfig, ObjectTracker, aabb_iou, extract_instances,
+                                        oriented_box, render_instance_mask)
+
+M = 6  # codebook entries; channel c = entry c - 1, channel 0 = background
+
+
+def _blob(center, count, seed, spread=0.01):
+    return np.asarray(center) + np.random.default_rng(seed).normal(scale=spread, size=(count, 3))
+
+
+def _add(gmap, points, channel, opacity=0.9):
+    """Gaussians whose decoded identity is ``channel`` (head = identity matrix, feature = one-hot)."""
+    feature = torch.zeros(len(points), gmap.config.identity_dim)
+    feature[:, channel] = 1.0
+    colors = np.full((len(points), 3), 0.2 + 0.1 * channel)
+    gmap.add_gaussians(points, colors, scales=np.full((len(points), 3), 0.008), identity=feature, opacity=opacity)
+
+
+def _map():
+    gmap = GaussianMap(GaussianMapConfig(num_codebook_entries=M, identity_dim=8))
+    with torch.no_grad():
+        gmap.identity_head.weight.zero_()
+        gmap.identity_head.weight[:, :M + 1] = 10 * torch.eye(M + 1)
+        gmap.identity_head.bias.zero_()
+    _add(gmap, _blob([0.0, 0.0, 0.05], 60, 1), channel=3)  # entry 2, object A
+    _add(gmap, _blob([0.4, 0.0, 0.05], 50, 2), channel=3)  # entry 2 again, far away: object B
+    _add(gmap, _blob([0.0, 0.4, 0.05], 40, 3), channel=5)  # entry 4: object C
+    _add(gmap, _blob([0.0, -0.4, 0.05], 5, 4), channel=1)  # too small: noise
+    _add(gmap, np.c_[np.random.default_rng(5).uniform(-1, 1, (200, 2)), np.zeros(200)], channel=0)  # table
+    _add(gmap, _blob([0.2, 0.2, 0.05], 40, 6), channel=2, opacity=0.02)  # too faint
+    return gmap
+
+
+def test_extraction_groups_by_entry_and_connectivity():
+    objects = extract_instances(_map(), ObjectConfig(min_gaussians=20, link_radius=0.03))
+    assert sorted((o.codebook_entry, o.num_gaussians) for o in objects) == [(2, 50), (2, 60), (4, 40)]
+    a = next(o for o in objects if o.num_gaussians == 60)
+    assert np.allclose(a.centroid, [0, 0, 0.05], atol=0.01)
+    assert np.all(a.aabb_min < a.centroid) and np.all(a.centroid < a.aabb_max)
+    assert np.allclose(a.box_rotation.T @ a.box_rotation, np.eye(3)) and np.isclose(np.linalg.det(a.box_rotation), 1)
+    assert np.allclose(a.box_rotation[:, 2], [0, 0, 1])  # gravity-aligned
+    assert 0.9 < a.confidence <= 1.0 and np.allclose(a.mean_color, 0.5)
+
+
+def test_ids_stay_stable_while_the_map_grows():
+    gmap = _map()
+    tracker = ObjectTracker(ObjectConfig(min_gaussians=20))
+    first = {o.codebook_entry * 10 + int(o.centroid[0] > 0.2): o.id for o in tracker.update(gmap)}
+    assert sorted(first.values()) == [1, 2, 3]
+    # the map changes: the table loses some Gaussians (indices shift), objects grow, a new one appears
+    gmap.remove(torch.arange(gmap.num_gaussians) < 30)
+    _add(gmap, _blob([0.41, 0.01, 0.06], 30, 7), channel=3)
+    _add(gmap, _blob([0.01, 0.0, 0.05], 30, 8), channel=3)
+    _add(gmap, _blob([-0.4, 0.0, 0.05], 30, 9), channel=3)  # new object of entry 2
+    second = tracker.update(gmap)
+    by_key = {o.codebook_entry * 10 + int(o.centroid[0] > 0.2) - 10 * (o.centroid[0] < -0.2): o.id for o in second}
+    for key, old_id in first.items():
+        assert by_key[key] == old_id
+    new = [o for o in second if o.id not in first.values()]
+    assert len(new) == 1 and new[0].id == 4 and new[0].centroid[0] < -0.3
+    assert gmap.params["means"][torch.as_tensor(new[0].gaussian_indices)][:, 0].max() < -0.3
+
+
+def test_queries():
+    tracker = ObjectTracker(ObjectConfig(min_gaussians=20))
+    tracker.update(_map())
+    assert {o.num_gaussians for o in tracker.query_by_codebook(2)} == {60, 50}
+    assert tracker.query_by_codebook(5) == []
+    near = tracker.query_by_point([0.0, 0.25, 0.05], radius=0.3)
+    assert [o.num_gaussians for o in near] == [40, 60]  # nearest first; B is > 0.4 m away
+    assert tracker.query_by_point([0.0, 0.25, 0.05], radius=0.05) == []
+    inside = tracker.query_by_box([0.2, 0.0, 0.05], [0.6, 0.1, 0.2])
+    assert sorted(o.num_gaussians for o in inside) == [50, 60]
+    yaw = np.pi / 2  # the same box turned by 90 degrees covers C instead of B
+    rot = np.array([[np.cos(yaw), -np.sin(yaw), 0], [np.sin(yaw), np.cos(yaw), 0], [0, 0, 1]])
+    assert sorted(o.num_gaussians for o in tracker.query_by_box([0.0, 0.2, 0.05], [0.6, 0.1, 0.2], rot)) == [40, 60]
+    with pytest.raises(ValueError, match="radius"):
+        tracker.query_by_point([0, 0, 0], -1.0)
+
+
+def test_instance_mask_rendering_follows_objects_and_occlusion():
+    gmap = _map()
+    tracker = ObjectTracker(ObjectConfig(min_gaussians=20))
+    objects = tracker.update(gmap)
+    a = next(o for o in objects if o.num_gaussians == 60)
+    c = next(o for o in objects if o.codebook_entry == 4)
+    # camera 0.3 m in front of A looking along +y (optical z = world +y, x right, y down = -z)
+    T_world_cam = np.eye(4)
+    T_world_cam[:3, :3] = np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]], float)
+    T_world_cam[:3, 3] = [0.0, -0.3, 0.05]
+    K = np.array([[60.0, 0, 23.5], [0, 60.0, 17.5], [0, 0, 1]])
+    mask = render_instance_mask(gmap, objects, np.linalg.inv(T_world_cam), K, 48, 36)
+    assert mask.dtype == np.int32 and mask.shape == (36, 48)
+    assert mask[17, 23] == a.id  # A is in front of C: it occludes it
+    assert (mask == c.id).sum() < (mask == a.id).sum()
+    assert mask[0, 0] == 0 and set(np.unique(mask)) <= {0} | {o.id for o in objects}
+    stale = MapObject.from_json({**a.to_json(), "gaussian_indices": [10**6]})
+    with pytest.raises(ValueError, match="re-extract"):
+        render_instance_mask(gmap, [stale], np.eye(4), K, 8, 8)
+
+
+def test_json_round_trip_and_errors():
+    tracker = ObjectTracker(ObjectConfig(min_gaussians=20, up_axis=None))
+    tracker.update(_map())
+    copy = ObjectTracker.from_json(tracker.to_json())
+    assert copy.config == tracker.config and copy.next_id == tracker.next_id
+    for a, b in zip(tracker.objects, copy.objects):
+        assert a.id == b.id and a.codebook_entry == b.codebook_entry
+        assert np.allclose(a.box_rotation, b.box_rotation) and np.array_equal(a.gaussian_indices, b.gaussian_indices)
+    with pytest.raises(ValueError, match="format"):
+        ObjectTracker.from_json({"objects": []})
+    broken = tracker.to_json()
+    del broken["objects"][0]["centroid"]
+    with pytest.raises(ValueError, match="centroid"):
+        ObjectTracker.from_json(broken)
+
+
+def test_box_helpers():
+    pts = np.random.default_rng(0).uniform([-0.2, -0.05, 0], [0.2, 0.05, 0.1], size=(500, 3))
+    yaw = 0.6
+    rot = np.array([[np.cos(yaw), -np.sin(yaw), 0], [np.sin(yaw), np.cos(yaw), 0], [0, 0, 1]])
+    center, size, rotation = oriented_box(pts @ rot.T + [1, 2, 0])
+    assert np.allclose(size, [0.4, 0.1, 0.1], atol=0.01) and abs(abs(rotation[:, 0] @ rot[:, 0]) - 1) < 1e-3
+    assert np.allclose(center, [1, 2, 0.05], atol=0.01)
+    assert aabb_iou([0, 0, 0], [1, 1, 1], [0.5, 0, 0], [1.5, 1, 1]) == pytest.approx(1 / 3)
+    assert aabb_iou([0, 0, 0], [1, 1, 1], [2, 2, 2], [3, 3, 3]) == 0.0
