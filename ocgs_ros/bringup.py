@@ -195,6 +195,7 @@ def run(argv: list[str] | None = None, before_shutdown=None) -> dict[str, Any]:
     executor = MultiThreadedExecutor()
     nodes = []
     rviz = None
+    failure = None
     started = time.monotonic()
     summary: dict[str, Any] = {"config": str(config), "arguments": arguments, "nodes": [p.executable for p in plans]}
     try:
@@ -230,13 +231,18 @@ def run(argv: list[str] | None = None, before_shutdown=None) -> dict[str, Any]:
             if worker is not None:
                 worker.wait_idle(timeout_s=30.0)
         if before_shutdown is not None:
-            summary["before_shutdown"] = before_shutdown({n.get_name(): n for n in nodes}, output)
+            try:
+                summary["before_shutdown"] = before_shutdown({n.get_name(): n for n in nodes}, output)
+            except Exception as exc:  # noqa: BLE001 - re-raised once the nodes are down
+                failure = exc
         for node in nodes:
             stats = getattr(node, "stats", None)
             if callable(stats):
                 summary.setdefault("node_stats", {})[node.get_name()] = stats()
             node.destroy_node()
         rclpy.try_shutdown()
+    if failure is not None:
+        raise failure
     summary["wall_s"] = round(time.monotonic() - started, 3)
     summary["output"] = str(output)
     atomic_write_json(output / "bringup_summary.json", summary)

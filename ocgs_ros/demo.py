@@ -1,11 +1,19 @@
-"""The main job on the built-in simulated world: bring the nodes up for a bounded time, record
-what they publish, and leave in ``runs/<timestamp>/`` what a person (and CI) can check.
+"""The main job on the built-in simulated worlds: bring the nodes up for a bounded time and leave in
+``runs/<timestamp>/`` what a person (and CI) can check.
 
-    python -m ocgs_ros.demo [duration:=20] [world:=tabletop] [output:=runs/<ts>] [other bring-up args]
+    python -m ocgs_ros.demo [duration:=60] [bev_duration:=20] [output:=runs/<ts>] [other bring-up args]
 
-Outputs: ``sensors_bag/`` (mcap), ``sensors.png`` (camera frames with the LiDAR drawn in through
-the recorded extrinsics), ``metrics.json`` (per-topic rates, LiDAR/camera ground-truth agreement
-measured on the recorded stream), ``bringup_summary.json``.
+1. Tabletop world -> ``sim_publisher`` + ``object_mapping_node`` (+ ``bag_record``), one process,
+   the same nodes and YAML as ``ros2 launch ocgs_ros mapping.launch.py``.
+2. Driving world -> ``sim_publisher`` + ``bev_perception_node``.
+
+Outputs: ``map/tabletop.{ply,identity.json,objects.json}`` (the saved object map),
+``held_out_view.png`` (simulator RGB / map render / identity / instances / ground-truth instances
+from a view the mapper never received), ``bev/bev.png`` (BEV map layers predicted vs ground truth,
+detections vs ground-truth boxes), ``sensors_bag/`` + ``sensors.png`` (the recorded stream with the
+LiDAR drawn in through the recorded extrinsics), ``metrics.json`` (object recall at 3D IoU 0.25,
+end-to-end latency, input rate, dropped-frame ratio, wall time, the command) and the bring-ups'
+``bringup_summary.json``.
 """
 from __future__ import annotations
 
@@ -16,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_DURATION_S = 20.0
+DEFAULT_DURATION_S = 60.0
+DEFAULT_BEV_DURATION_S = 20.0
 
 
 def instance_agreement(frames: list[dict], tf_buffer) -> tuple[float, int]:
@@ -60,26 +69,77 @@ def analyse_run(output: Path) -> dict:
     }
 
 
+def _node_figures(stats: dict, duration_s: float) -> dict:
+    """The issue's node figures from a perception node's ``stats()`` over a run of ``duration_s``."""
+    return {
+        "end_to_end_latency_ms_median": stats.get("latency_ms_median"),
+        "input_rate_hz": round(stats["frames_synchronised"] / duration_s, 3),
+        "processed_rate_hz": round(stats["frames_processed"] / duration_s, 3),
+        "dropped_frame_ratio": stats["dropped_ratio"],
+        "frames_synchronised": stats["frames_synchronised"],
+        "frames_processed": stats["frames_processed"],
+        "frames_rejected": stats["rejected"],
+    }
+
+
+def _split(args: list[str], key: str, default: float) -> tuple[float, list[str]]:
+    value, rest = default, []
+    for a in args:
+        if a.startswith(f"{key}:="):
+            value = float(a.split(":=", 1)[1])
+        else:
+            rest.append(a)
+    return value, rest
+
+
 def main(argv: list[str] | None = None) -> None:
     from ocgs_ros import bringup
     from ocgs_ros.atomic_io import atomic_write_json
+    from ocgs_ros.ros.run_report import bev_report, tabletop_report
 
-    args = list(sys.argv[1:] if argv is None else argv)
+    given_args = list(sys.argv[1:] if argv is None else argv)
+    duration, args = _split(given_args, "duration", DEFAULT_DURATION_S)
+    bev_duration, args = _split(args, "bev_duration", DEFAULT_BEV_DURATION_S)
     given = {a.split(":=", 1)[0] for a in args if ":=" in a}
     if "output" not in given:
         args.append(f"output:=runs/{datetime.now():%Y%m%d_%H%M%S}")
-    if "duration" not in given:
-        args.append(f"duration:={DEFAULT_DURATION_S}")
-    args = ["sim:=true", "record:=true"] + [a for a in args if a.split(":=", 1)[0] not in ("sim", "record")]
+    output = Path(next(a.split(":=", 1)[1] for a in args if a.startswith("output:=")))
+    fixed = ("sim", "record", "world", "mapping", "bev", "output")
+    rest = [a for a in args if a.split(":=", 1)[0] not in fixed]
     started = time.monotonic()
-    summary = bringup.run(args)
-    output = Path(summary["output"])
-    metrics = {"command": "bash scripts/demo.sh " + " ".join(argv or sys.argv[1:]), **analyse_run(output)}
+
+    # 1. tabletop: sensors -> object map
+    tabletop = bringup.run(["sim:=true", "record:=true", "world:=tabletop", "mapping:=true", "bev:=false",
+                            f"output:={output}", f"duration:={duration}", *rest],
+                           before_shutdown=lambda nodes, out: tabletop_report(nodes["object_mapping_node"],
+                                                                              nodes["sim_publisher"], out))
+    mapping_stats = tabletop["node_stats"]["object_mapping_node"]
+    # 2. driving: sensors -> BEV detections and map layers
+    driving = bringup.run(["sim:=true", "record:=false", "world:=driving", "mapping:=false", "bev:=true",
+                           f"output:={output / 'bev'}", f"duration:={bev_duration}", *rest],
+                          before_shutdown=lambda nodes, out: bev_report(nodes["bev_perception_node"],
+                                                                        nodes["sim_publisher"], out))
+    bev_stats = driving["node_stats"]["bev_perception_node"]
+
+    report = tabletop["before_shutdown"]
+    metrics = {
+        "command": "bash scripts/demo.sh " + " ".join(given_args),
+        "object_recall_iou25": report["object_recall_iou25"],
+        **_node_figures(mapping_stats, tabletop["wall_s"]),
+        "wall_s": None,
+        "tabletop": {**report, "node_stats": mapping_stats, "duration_s": duration},
+        "bev": {**driving["before_shutdown"], **_node_figures(bev_stats, driving["wall_s"]),
+                "model_ms_median": bev_stats.get("model_ms_median"), "duration_s": bev_duration},
+        "sensors": analyse_run(output),
+        "bringup": {"tabletop": tabletop, "driving": driving},
+    }
     metrics["wall_s"] = round(time.monotonic() - started, 2)
-    metrics["bringup"] = summary
     atomic_write_json(output / "metrics.json", metrics)
-    print(f"demo: {metrics['synchronized_frames']} frames recorded; LiDAR/camera instance agreement "
-          f"{metrics['lidar_camera_instance_agreement']:.4f}; outputs in {output}")
+    print(f"demo: object recall @ IoU 0.25 {metrics['object_recall_iou25']:.3f} "
+          f"({report['objects_published']} objects published, {report['ground_truth_objects']} in the world); "
+          f"latency median {metrics['end_to_end_latency_ms_median']} ms; input {metrics['input_rate_hz']} Hz, "
+          f"dropped {metrics['dropped_frame_ratio']:.2f}; BEV {metrics['bev'].get('detections')} detections; "
+          f"{metrics['wall_s']} s; outputs in {output}")
 
 
 if __name__ == "__main__":

@@ -112,6 +112,7 @@ class BevPerceptionNode(Node):
         self.published = 0
         self.latencies_s: list[float] = []
         self.model_ms: list[float] = []
+        self.last_prediction = None
         from ocgs_ros.latest_worker import LatestWorker
 
         self.worker = LatestWorker(self._process, self._on_worker_error, name="bev_worker")
@@ -159,6 +160,7 @@ class BevPerceptionNode(Node):
         except ValueError as exc:
             raise FrameError("model_input", f"BEV model rejected the frame: {exc}") from exc
         self.model_ms.append(float(pred.latency_ms))
+        self.last_prediction = (frame.stamp_ns, pred)  # for tools in the same process (the demo's report)
         self._publish(frame, pred)
 
     def _publish(self, frame: BevFrame, pred) -> None:
@@ -194,7 +196,9 @@ class BevPerceptionNode(Node):
         }
 
     def destroy_node(self):
-        self.worker.stop(timeout_s=30.0)
+        worker = getattr(self, "worker", None)  # None when the constructor failed part-way
+        if worker is not None:
+            worker.stop(timeout_s=30.0)
         return super().destroy_node()
 
 

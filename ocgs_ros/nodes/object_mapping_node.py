@@ -378,7 +378,9 @@ class ObjectMappingNode(Node):
 
     def destroy_node(self):
         # Finish the frame in hand (it holds the map lock) before the publishers go away.
-        self.worker.stop(timeout_s=30.0)
+        worker = getattr(self, "worker", None)  # None when the constructor failed part-way
+        if worker is not None:
+            worker.stop(timeout_s=30.0)
         return super().destroy_node()
 
 

@@ -7,6 +7,7 @@ Everything it publishes comes from :mod:`ocgs_ros.sim` through :mod:`ocgs_ros.ro
 """
 from __future__ import annotations
 
+import collections
 import time
 
 from rclpy.clock import Clock, ClockType
@@ -29,6 +30,9 @@ PARAMS = {
     "lidar_azimuth_steps": Param(1024, "LiDAR azimuth steps per sweep.", positive),
     "publish_ground_truth": Param(True, "Also publish ground truth on /sim/... topics."),
     "publish_clock": Param(False, "Publish /clock with the simulated time (for use_sim_time consumers)."),
+    "stamp_source": Param("wall", "Frame stamps: 'simulated' (start + index / rate, exact even when rendering "
+                                       "falls behind) or 'wall' (the wall clock at publication, as a live sensor "
+                                       "driver stamps; what latency measurements need).", one_of("simulated", "wall")),
     "map_frame": Param("map", "World frame id."),
     "base_frame": Param("base_link", "Robot/ego body frame id."),
     "camera_frame": Param("camera_optical_frame", "Camera optical frame id (x right, y down, z forward)."),
@@ -51,6 +55,8 @@ class SimPublisher(Node):
         self.start_ns = time.time_ns()
         self.frame_index = 0
         self.render_ms: list[float] = []
+        #: (stamp_ns, world frame index) of recent frames, for evaluation tools in the same process
+        self.recent_frames: collections.deque[tuple[int, int]] = collections.deque(maxlen=1000)
         self.published_frames = 0
         self._topic_publishers: dict[str, object] = {}
         self._clock_pub = self.create_publisher(ClockMsg, "/clock", qos.CLOCK) if p["publish_clock"] else None
@@ -75,7 +81,10 @@ class SimPublisher(Node):
 
     def _tick(self) -> None:
         index = self.frame_index % self._frame_count()
-        stamp = conversions.ns_to_stamp(self.start_ns + self.frame_index * self.period_ns)
+        stamp_ns = (time.time_ns() if self.params["stamp_source"] == "wall"
+                    else self.start_ns + self.frame_index * self.period_ns)
+        stamp = conversions.ns_to_stamp(stamp_ns)
+        self.recent_frames.append((stamp_ns, index))
         self.frame_index += 1
         started = time.perf_counter()
         try:
