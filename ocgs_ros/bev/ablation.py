@@ -1,6 +1,6 @@
 """bev_ablation: the gradient-calibration ablation, one command, same data / seeds / steps per arm.
 
-    python -m ocgs_ros.bev.ablation --work runs/bev --steps 900 --seeds 0 1 2 \\
+    python -m ocgs_ros.bev.ablation --work runs/bev --steps 560 --seeds 0 1 2 \\
         --out docs/results/bev_ablation.json --ship ocgs_ros/models/bev_driving.pt
 
 Arms (all ``--preset small``, AdamW, identical schedule; only the calibration differs):
@@ -225,7 +225,7 @@ def verdict(arms: dict[str, Any]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bev_ablation", description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", default="runs/bev", help="data and run folders")
-    parser.add_argument("--steps", type=int, default=900)
+    parser.add_argument("--steps", type=int, default=560)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))

@@ -9,12 +9,15 @@ points outside the detection grid are ignored. Wrong shapes, dtypes or NaNs rais
 """
 from __future__ import annotations
 
+import copy
 import os
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .checkpoint import load_checkpoint
 from .config import BevConfig, GridSpec
@@ -42,12 +45,37 @@ class BevPrediction:
     latency_ms: float
 
 
-class BevPredictor:
-    """A BEV model in eval mode with the pre/post-processing of training."""
+def _fold_sequence(seq: nn.Sequential) -> nn.Sequential:
+    layers, out, i = list(seq), [], 0
+    while i < len(layers):
+        layer = layers[i]
+        if isinstance(layer, nn.Conv2d) and i + 1 < len(layers) and isinstance(layers[i + 1], nn.BatchNorm2d):
+            out.append(fuse_conv_bn_eval(layer, layers[i + 1]))
+            i += 2
+            continue
+        out.append(_fold_sequence(layer) if isinstance(layer, nn.Sequential) else fold_batchnorm(layer))
+        i += 1
+    return nn.Sequential(*out)
 
-    def __init__(self, model: BevFusionModel, device: str | torch.device = "cpu") -> None:
+
+def fold_batchnorm(module: nn.Module) -> nn.Module:
+    """Fold every ``Conv2d -> BatchNorm2d`` pair inside the (eval-mode) module's ``nn.Sequential``s
+    into one conv, in place. Exact up to float rounding; saves the BN passes at inference."""
+    for name, child in module.named_children():
+        setattr(module, name, _fold_sequence(child) if isinstance(child, nn.Sequential) else fold_batchnorm(child))
+    return module
+
+
+class BevPredictor:
+    """A BEV model in eval mode with the pre/post-processing of training.
+
+    ``fuse_bn`` (default) runs a copy of the model with BatchNorm folded into the convolutions.
+    """
+
+    def __init__(self, model: BevFusionModel, device: str | torch.device = "cpu", fuse_bn: bool = True) -> None:
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        model = model.to(self.device).eval()
+        self.model = fold_batchnorm(copy.deepcopy(model)).eval() if fuse_bn else model
         self.config: BevConfig = model.cfg
 
     @classmethod
@@ -60,7 +88,7 @@ class BevPredictor:
     def num_cameras(self) -> int:
         return self.config.num_cameras
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict(self, images: np.ndarray, intrinsics: np.ndarray, T_ego_cam: np.ndarray,
                 points: np.ndarray) -> BevPrediction:
         """``images`` uint8 ``[N, H, W, 3]`` RGB, ``intrinsics [N, 3, 3]``, ``T_ego_cam [N, 4, 4]``

@@ -187,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-every", type=int, default=1)
     parser.add_argument("--checkpoint-every", type=int, default=100)
     parser.add_argument("--max-scenes", type=int, default=None, help="use only the first N training scenes")
+    parser.add_argument("--stop-after", type=int, default=None, metavar="N",
+                        help="leave after N steps of this invocation (checkpoint written; continue with --resume)")
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -294,14 +296,15 @@ def train(args: argparse.Namespace, ctx: DistributedContext, argv: list[str],
     progress = tqdm(total=args.steps, initial=start_step, desc=f"bev_train {out.name}",
                     disable=not ctx.is_main or args.no_progress, dynamic_ncols=True)
     step = start_step
+    stop_at = args.steps if args.stop_after is None else min(args.steps, start_step + args.stop_after)
     step_times: list[float] = []
     window: list[dict[str, Any]] = []
-    while step < args.steps:
+    while step < stop_at:
         epoch, position = divmod(step, batches_per_epoch)
         sampler.set_epoch(epoch)
         order = list(sampler)
         for batch_index in range(position, batches_per_epoch):
-            if step >= args.steps:
+            if step >= stop_at:
                 break
             samples = [train_set[i] for i in order[batch_index * args.batch:(batch_index + 1) * args.batch]]
             t0 = time.perf_counter()
@@ -322,7 +325,7 @@ def train(args: argparse.Namespace, ctx: DistributedContext, argv: list[str],
                     progress.set_postfix(det=f"{mean['loss_detection']:.3f}", map=f"{mean['loss_map']:.3f}",
                                          cos=f"{mean['task_cosine']:+.2f}")
                 window = []
-            if step % args.checkpoint_every == 0 or step == args.steps:
+            if step % args.checkpoint_every == 0 or step == stop_at:
                 rng_states = _gather_rng_states(ctx)
                 if ctx.is_main:
                     save_checkpoint(checkpoint_path, model, optimizer, step,
@@ -331,7 +334,7 @@ def train(args: argparse.Namespace, ctx: DistributedContext, argv: list[str],
     progress.close()
     result: dict[str, Any] = {"checkpoint": str(checkpoint_path), "metrics": str(metrics_path),
                               "seconds_per_step": float(np.median(step_times)) if step_times else None, "eval": None}
-    if val_set is not None and ctx.is_main:
+    if val_set is not None and ctx.is_main and step == args.steps:
         evaluation = evaluate_model(model, val_set, tasks=tasks, device=ctx.device)
         evaluation.update({"checkpoint": str(checkpoint_path), "step": step, "run": run_info})
         atomic_write_json(out / EVAL_NAME, finite_or_none(evaluation))

@@ -1,0 +1,111 @@
+"""BEV train -> checkpoint -> resume -> evaluate on a tiny config, and checkpoint failure modes."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ocgs_ros.bev import evaluate as bev_evaluate
+from ocgs_ros.bev.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ocgs_ros.bev.config import BevConfig
+from ocgs_ros.bev.model import BevFusionModel
+from ocgs_ros.bev.train import build_parser, train
+from ocgs_ros.ocl.train import DistributedContext
+from ocgs_ros.sim.dataset import write_driving_dataset
+from ocgs_ros.sim.types import CameraConfig, DrivingConfig, LidarConfig
+
+torch.set_num_threads(1)
+
+SIM = DrivingConfig(cameras=[CameraConfig(width=64, height=32, hfov_deg=70.0)],
+                    lidar=LidarConfig(beams=16, azimuth_steps=256))
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bev_train_data")
+    return write_driving_dataset(root, num_scenes=1, frames_per_scene=4, seed=3, config=SIM, progress=False)
+
+
+def _run(out, data_root, steps, *extra, resume=False):
+    argv = ["--data", str(data_root), "--val-data", str(data_root), "--out", str(out), "--preset", "tiny",
+            "--steps", str(steps), "--batch", "2", "--seed", "1", "--checkpoint-every", "4", "--no-progress",
+            *extra] + (["--resume"] if resume else [])
+    return train(build_parser().parse_args(argv), DistributedContext("cpu"), ["bev_train", *argv])
+
+
+def test_train_resume_is_identical_and_logs_calibration_statistics(tmp_path, data_root):
+    straight = _run(tmp_path / "straight", data_root, 4)
+    interrupted = _run(tmp_path / "resumed", data_root, 4, "--stop-after", "2")
+    assert interrupted["eval"] is None and load_checkpoint(interrupted["checkpoint"])[2]["step"] == 2
+    resumed = _run(tmp_path / "resumed", data_root, 4, resume=True)
+    a, _, meta_a = load_checkpoint(straight["checkpoint"])
+    b, _, meta_b = load_checkpoint(resumed["checkpoint"])
+    assert meta_a["step"] == meta_b["step"] == 4
+    for name, tensor in a.state_dict().items():
+        torch.testing.assert_close(b.state_dict()[name], tensor, msg=name)
+
+    rows = [json.loads(line) for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    for r in rows:
+        assert -1.0 <= r["task_cosine"] <= 1.0
+        # default --calibration mgc turns the modality level on: equal norms after, not before
+        assert r["modality_grad_norm_after_camera"] == pytest.approx(r["modality_grad_norm_after_lidar"], rel=1e-3)
+        assert r["modality_grad_norm_before_camera"] != pytest.approx(r["modality_grad_norm_before_lidar"], rel=1e-3)
+    assert (tmp_path / "resumed" / "curves.png").stat().st_size > 0
+    ev = json.loads((tmp_path / "resumed" / "eval.json").read_text())
+    assert set(ev["detection"]["class_ap"]) == {"car", "truck", "pedestrian", "cyclist"}
+    assert 0.0 <= ev["mIoU"] <= 1.0
+
+    with pytest.raises(CheckpointError, match="calibration"):
+        _run(tmp_path / "resumed", data_root, 6, "--calibration", "sum", resume=True)
+    with pytest.raises(FileExistsError):
+        _run(tmp_path / "resumed", data_root, 4)
+
+
+def test_single_task_and_uncalibrated_runs(tmp_path, data_root):
+    result = _run(tmp_path / "det", data_root, 2, "--tasks", "det", "--calibration", "sum", "--no-modality-cal")
+    assert result["eval"]["mIoU"] is None and result["eval"]["mAP"] is not None
+    rows = [json.loads(line) for line in (tmp_path / "det" / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["task_grad_norm_map"] == 0.0 for r in rows)  # map loss x 0 sends nothing into the backbone
+    assert rows[0]["modality_grad_norm_after_camera"] == pytest.approx(rows[0]["modality_grad_norm_before_camera"])
+
+
+def test_evaluate_command_writes_metrics(tmp_path, data_root):
+    _run(tmp_path / "run", data_root, 2)
+    out = tmp_path / "eval.json"
+    assert bev_evaluate.main(["--checkpoint", str(tmp_path / "run" / "checkpoint.pt"), "--data", str(data_root),
+                              "--out", str(out), "--figure", str(tmp_path / "eval.png")]) == 0
+    result = json.loads(out.read_text())
+    assert result["frames"] == 4 and result["step"] == 2
+    assert set(result["map"]["best_iou"]) == set(BevConfig.tiny().map_classes)
+    assert set(result["detection"]["ap"]["car"]) == {"0.5", "1.0", "2.0", "4.0"}
+    assert result["command"].startswith("python -m ocgs_ros.bev.evaluate")
+    assert (tmp_path / "eval.png").stat().st_size > 0
+
+
+def test_corrupt_and_mismatched_checkpoints_raise_clear_errors(tmp_path):
+    model = BevFusionModel(BevConfig.tiny())
+    good = save_checkpoint(tmp_path / "good.pt", model, step=3)
+    data = good.read_bytes()
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        load_checkpoint(truncated)
+    with pytest.raises(CheckpointError, match="file not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="empty"):
+        load_checkpoint(tmp_path / "empty.pt")
+    torch.save({"format": "ocgs_ros.gocl", "state_dict": {}}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not an ocgs_ros BEV checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+    payload = torch.load(good, weights_only=True)
+    payload["config"]["shared_channels"] = 24  # weights were made for 16
+    torch.save(payload, tmp_path / "mismatch.pt")
+    with pytest.raises(CheckpointError, match="weights do not match"):
+        load_checkpoint(tmp_path / "mismatch.pt")
+    loaded, cfg, meta = load_checkpoint(good)
+    assert meta["step"] == 3 and cfg == model.cfg and not loaded.training
+    np.testing.assert_array_equal(loaded.fuser[0].weight.detach().numpy(), model.fuser[0].weight.detach().numpy())
