@@ -21,6 +21,9 @@ COMMANDS = {
     "gocl_data": "ocgs_ros.ocl.data:main",
     "gocl_train": "ocgs_ros.ocl.train:main",
     "gocl_evaluate": "ocgs_ros.ocl.evaluate:main",
+    "bev_train": "ocgs_ros.bev.train:main",
+    "bev_evaluate": "ocgs_ros.bev.evaluate:main",
+    "bev_ablation": "ocgs_ros.bev.ablation:main",
     "gaussian_map_evaluate": "ocgs_ros.gaussians.evaluate:main",
 }
 

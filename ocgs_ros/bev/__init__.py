@@ -3,7 +3,10 @@
 Modules: ``config`` (BevConfig presets), ``model`` (BevFusionModel, BevInputs, BevOutputs),
 ``targets`` (encode/decode CenterPoint targets, circle NMS), ``losses`` (task losses),
 ``gradcal`` (GradientCalibrator and the task/modality combination rules), ``metrics``
-(nuScenes-style mAP, map IoU), ``synthetic`` (shape-valid random batches for tests/timing).
+(nuScenes-style mAP, map IoU), ``synthetic`` (shape-valid random batches for tests/timing),
+``frames`` (FrameRecord -> model sample, image resizing with K), ``data`` (simulator dataset
+adapter), ``nuscenes`` (nuScenes-format reader + writer of simulated scenes), ``checkpoint``,
+``inference`` (BevPredictor for the ROS node), and the commands ``train``, ``evaluate``, ``ablation``.
 """
 from .config import BOX_CLASSES, MAP_CLASSES, TASKS, BevConfig, GridSpec
 from .gradcal import TASK_METHODS, CalibrationStats, GradientCalibrator, combine_task_gradients
