@@ -164,3 +164,16 @@ def test_prepare_inputs_rejects_bad_arrays():
         prepare_inputs(img, K[:, :2], T, pts, cfg)
     with pytest.raises(ValueError, match="homogeneous"):
         prepare_inputs(img, K, T * 2, pts, cfg)
+
+
+def test_evaluate_command_reads_the_nuscenes_layout(nus_root, tmp_path):
+    from ocgs_ros.bev import evaluate as bev_evaluate
+    from ocgs_ros.bev.checkpoint import save_checkpoint
+    from ocgs_ros.bev.model import BevFusionModel
+
+    ckpt = save_checkpoint(tmp_path / "tiny.pt", BevFusionModel(CFG))
+    out = tmp_path / "eval.json"
+    bev_evaluate.main(["--checkpoint", str(ckpt), "--data", str(nus_root), "--nuscenes-version", "v1.0-mini",
+                       "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert result["frames"] == 3 and result["map"] is not None and result["detection"] is not None

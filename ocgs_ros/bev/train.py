@@ -215,8 +215,9 @@ def _gather_rng_states(ctx: DistributedContext) -> list[dict[str, Any]]:
 def _wrap(model: BevFusionModel, ctx: DistributedContext) -> Any:
     if not ctx.distributed:
         return model
+    # Default buffer broadcast: every rank normalises with rank 0's BatchNorm statistics.
     return torch.nn.parallel.DistributedDataParallel(
-        model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None, broadcast_buffers=False)
+        model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
 
 
 def train(args: argparse.Namespace, ctx: DistributedContext, argv: list[str],
