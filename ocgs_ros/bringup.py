@@ -44,7 +44,7 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
     "config": ("", "Parameter YAML for all nodes (default: the package's config/ocgs.yaml)."),
     "use_sim_time": ("false", "Use /clock (from the simulator or a bag) instead of wall time."),
     "sim": ("true", "Start the simulated camera+LiDAR world (sim_publisher)."),
-    "world": ("tabletop", "Simulated world: tabletop or driving."),
+    "world": ("tabletop", "Simulated world: tabletop, tabletop_gocl (the tabletop GOCL is trained on) or driving."),
     "bag": ("", "Replay this bag instead of simulating (overrides sim)."),
     "record": ("false", "Record the sensor streams to a bag in the output folder."),
     "output": ("", "Output folder for this run (default runs/<timestamp>)."),

@@ -17,10 +17,11 @@ from rosgraph_msgs.msg import Clock as ClockMsg
 from ocgs_ros.ros import conversions, qos
 from ocgs_ros.ros.node_main import run_node
 from ocgs_ros.ros.params import Param, declare_and_read, non_negative, one_of, positive
-from ocgs_ros.ros.sim_messages import FrameIds, SimStream, make_world, topic_qos
+from ocgs_ros.ros.sim_messages import WORLDS, FrameIds, SimStream, make_world, topic_qos
 
 PARAMS = {
-    "world": Param("tabletop", "Simulated world.", one_of("tabletop", "driving")),
+    "world": Param("tabletop", "Simulated world: tabletop, tabletop_gocl (the tabletop the shipped GOCL model is "
+                               "trained on: closer orbit, 40 deg FOV, 2-5 objects) or driving.", one_of(*WORLDS)),
     "seed": Param(0, "World seed: the same seed gives the same scene and sensor data.", non_negative),
     "rate_hz": Param(5.0, "Sensor frame rate (camera and LiDAR fire together).", positive),
     "num_frames": Param(0, "Frames before the trajectory starts over (0 = the world's default loop).", non_negative),

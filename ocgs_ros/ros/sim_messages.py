@@ -135,6 +135,10 @@ def driving_messages(frame, ids: FrameIds, stamp, bev_grid) -> TopicMessages:
     return out
 
 
+#: world kinds the simulator nodes and commands accept
+WORLDS = ("tabletop", "tabletop_gocl", "driving")
+
+
 def make_world(kind: str, seed: int, image_width: int, image_height: int, lidar_beams: int,
                lidar_azimuth_steps: int):
     """A simulated world from the few settings nodes and commands expose."""
@@ -146,9 +150,20 @@ def make_world(kind: str, seed: int, image_width: int, image_height: int, lidar_
     lidar = {"beams": int(lidar_beams), "azimuth_steps": int(lidar_azimuth_steps)}
     if kind == "tabletop":
         return TabletopWorld(TabletopConfig.from_dict({"camera": camera, "lidar": lidar}), seed=int(seed))
+    if kind == "tabletop_gocl":
+        # The tabletop the shipped GOCL model is trained on (closer orbit, 40 deg FOV, 2-5 objects;
+        # ocgs_ros.ocl.data), with this rig's LiDAR. World seeds are plain integers, training scenes
+        # use SeedSequence([dataset seed, i]), so a run never replays a training scene.
+        import dataclasses
+
+        from ocgs_ros.ocl.data import gocl_tabletop_config
+
+        base = gocl_tabletop_config(int(image_width), int(image_height))
+        config = dataclasses.replace(base, lidar=dataclasses.replace(base.lidar, **lidar))
+        return TabletopWorld(config, seed=int(seed))
     if kind == "driving":
         return DrivingWorld(DrivingConfig.from_dict({"cameras": [camera], "lidar": lidar}), seed=int(seed))
-    raise ValueError(f"unknown world {kind!r}; expected 'tabletop' or 'driving'")
+    raise ValueError(f"unknown world {kind!r}; expected one of {list(WORLDS)}")
 
 
 class SimStream:
