@@ -3,8 +3,10 @@
 
     python -m ocgs_ros.demo [duration:=60] [bev_duration:=20] [output:=runs/<ts>] [other bring-up args]
 
-1. Tabletop world -> ``sim_publisher`` + ``object_mapping_node`` (+ ``bag_record``), one process,
-   the same nodes and YAML as ``ros2 launch ocgs_ros mapping.launch.py``.
+1. Tabletop world (``tabletop_gocl`` by default, the one the shipped GOCL model is trained on;
+   ``world:=tabletop`` for the larger one) -> ``sim_publisher`` + ``object_mapping_node`` (+
+   ``bag_record``), one process, the same nodes and YAML as ``ros2 launch ocgs_ros
+   mapping.launch.py``, plus the size parameters of ``WORLD_PARAMETERS`` (as ``--ros-args -p``).
 2. Driving world -> ``sim_publisher`` + ``bev_perception_node``.
 
 Outputs: ``map/tabletop.{ply,identity.json,objects.json}`` (the saved object map),
@@ -26,6 +28,11 @@ import numpy as np
 
 DEFAULT_DURATION_S = 60.0
 DEFAULT_BEV_DURATION_S = 20.0
+#: the tabletop the shipped GOCL model is trained on, with square images as in its training, and the
+#: map built at 64x64 so that several frames per orbit are integrated on a laptop-class CPU
+DEFAULT_WORLD = "tabletop_gocl"
+WORLD_PARAMETERS = {"tabletop_gocl": {"image_width": 128, "image_height": 128, "process_width": 64,
+                                      "process_height": 64, "iterations_per_frame": 4}}
 
 
 def instance_agreement(frames: list[dict], tf_buffer) -> tuple[float, int]:
@@ -104,19 +111,28 @@ def main(argv: list[str] | None = None) -> None:
     if "output" not in given:
         args.append(f"output:=runs/{datetime.now():%Y%m%d_%H%M%S}")
     output = Path(next(a.split(":=", 1)[1] for a in args if a.startswith("output:=")))
+    world = next((a.split(":=", 1)[1] for a in args if a.startswith("world:=")), DEFAULT_WORLD)
+    if "--ros-args" in args:
+        cut = args.index("--ros-args")
+        args, ros_args = args[:cut], args[cut + 1:]
+    else:
+        ros_args = []
     fixed = ("sim", "record", "world", "mapping", "bev", "output")
     rest = [a for a in args if a.split(":=", 1)[0] not in fixed]
+    world_args = [arg for key, value in WORLD_PARAMETERS.get(world, {}).items() for arg in ("-p", f"{key}:={value}")]
+    tabletop_ros = ["--ros-args", *world_args, *ros_args] if world_args or ros_args else []
+    driving_ros = ["--ros-args", *ros_args] if ros_args else []
     started = time.monotonic()
 
     # 1. tabletop: sensors -> object map
-    tabletop = bringup.run(["sim:=true", "record:=true", "world:=tabletop", "mapping:=true", "bev:=false",
-                            f"output:={output}", f"duration:={duration}", *rest],
+    tabletop = bringup.run(["sim:=true", "record:=true", f"world:={world}", "mapping:=true", "bev:=false",
+                            f"output:={output}", f"duration:={duration}", *rest, *tabletop_ros],
                            before_shutdown=lambda nodes, out: tabletop_report(nodes["object_mapping_node"],
                                                                               nodes["sim_publisher"], out))
     mapping_stats = tabletop["node_stats"]["object_mapping_node"]
     # 2. driving: sensors -> BEV detections and map layers
     driving = bringup.run(["sim:=true", "record:=false", "world:=driving", "mapping:=false", "bev:=true",
-                           f"output:={output / 'bev'}", f"duration:={bev_duration}", *rest],
+                           f"output:={output / 'bev'}", f"duration:={bev_duration}", *rest, *driving_ros],
                           before_shutdown=lambda nodes, out: bev_report(nodes["bev_perception_node"],
                                                                         nodes["sim_publisher"], out))
     bev_stats = driving["node_stats"]["bev_perception_node"]
@@ -127,7 +143,8 @@ def main(argv: list[str] | None = None) -> None:
         "object_recall_iou25": report["object_recall_iou25"],
         **_node_figures(mapping_stats, tabletop["wall_s"]),
         "wall_s": None,
-        "tabletop": {**report, "node_stats": mapping_stats, "duration_s": duration},
+        "tabletop": {**report, "world": world, "world_parameters": WORLD_PARAMETERS.get(world, {}),
+                     "node_stats": mapping_stats, "duration_s": duration},
         "bev": {**driving["before_shutdown"], **_node_figures(bev_stats, driving["wall_s"]),
                 "model_ms_median": bev_stats.get("model_ms_median"), "duration_s": bev_duration},
         "sensors": analyse_run(output),
