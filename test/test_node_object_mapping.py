@@ -110,8 +110,11 @@ def test_frames_become_objects_and_services_answer(ros_context, gocl_checkpoint,
     from ocgs_ros.gaussians.persistence import load_map
 
     static, frames = sim_frames
-    node = make_node(ros_context, gocl_checkpoint, gocl_checkpoint="none", num_codebook_entries=32)
+    node = make_node(ros_context, gocl_checkpoint, gocl_checkpoint="none", num_codebook_entries=32,
+                     publish_identity_image=True)
     node.segmenter = KindSegmenter(32)
+    identity_images = []
+    node.pub_identity.publish = identity_images.append
     try:
         for frame in frames:
             feed_tf(node, static, frame)
@@ -121,6 +124,11 @@ def test_frames_become_objects_and_services_answer(ros_context, gocl_checkpoint,
         assert node.mapper.map.num_gaussians > 100
         objects = node.objects
         assert objects, "a map of a table with objects must yield instances"
+        # the debug identity image: the current camera's view of the instances, coloured by entry
+        assert len(identity_images) == len(frames)
+        identity = conversions.image_msg_to_rgb(identity_images[-1])
+        assert identity.shape == (48, 64, 3) and identity.any(axis=2).mean() > 0.01
+        assert identity_images[-1].header.frame_id == frames[-1]["/camera/image_raw"].header.frame_id
 
         # the published cloud carries every field the issue names, and instance ids of real objects
         cloud = conversions.pointcloud2_to_array(node.gaussians_cloud(frames[-1]["/lidar/points"].header.stamp))
