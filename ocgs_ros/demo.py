@@ -32,7 +32,9 @@ DEFAULT_BEV_DURATION_S = 20.0
 #: map built at 64x64 so that several frames per orbit are integrated on a laptop-class CPU
 DEFAULT_WORLD = "tabletop_gocl"
 WORLD_PARAMETERS = {"tabletop_gocl": {"image_width": 128, "image_height": 128, "process_width": 64,
-                                      "process_height": 64, "iterations_per_frame": 4}}
+                                      "process_height": 64, "iterations_per_frame": 4},
+                    # the driving camera's 352x128 at half size: the shipped BEV model's input size
+                    "driving": {"image_width": 176, "image_height": 64}}
 
 
 def instance_agreement(frames: list[dict], tf_buffer) -> tuple[float, int]:
@@ -121,7 +123,8 @@ def main(argv: list[str] | None = None) -> None:
     rest = [a for a in args if a.split(":=", 1)[0] not in fixed]
     world_args = [arg for key, value in WORLD_PARAMETERS.get(world, {}).items() for arg in ("-p", f"{key}:={value}")]
     tabletop_ros = ["--ros-args", *world_args, *ros_args] if world_args or ros_args else []
-    driving_ros = ["--ros-args", *ros_args] if ros_args else []
+    driving_args = [arg for key, value in WORLD_PARAMETERS["driving"].items() for arg in ("-p", f"{key}:={value}")]
+    driving_ros = ["--ros-args", *driving_args, *ros_args]
     started = time.monotonic()
 
     # 1. tabletop: sensors -> object map
@@ -145,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
         "wall_s": None,
         "tabletop": {**report, "world": world, "world_parameters": WORLD_PARAMETERS.get(world, {}),
                      "node_stats": mapping_stats, "duration_s": duration},
-        "bev": {**driving["before_shutdown"], **_node_figures(bev_stats, driving["wall_s"]),
+        "bev": {**driving["before_shutdown"], "world_parameters": WORLD_PARAMETERS["driving"], **_node_figures(bev_stats, driving["wall_s"]),
                 "model_ms_median": bev_stats.get("model_ms_median"), "duration_s": bev_duration},
         "sensors": analyse_run(output),
         "bringup": {"tabletop": tabletop, "driving": driving},
