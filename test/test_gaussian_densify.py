@@ -8,7 +8,6 @@ import torch
 from ocgs_ros.gaussians.densify import DensifyConfig, DensifyController
 from ocgs_ros.gaussians.map import GaussianMap, GaussianMapConfig
 from ocgs_ros.gaussians.mapper import OnlineMapper
-from ocgs_ros.gaussians.raster import gsplat_intrinsics
 
 W = H = 24
 K = torch.tensor([[30.0, 0, 11.5], [0, 30.0, 11.5], [0, 0, 1]])

@@ -54,3 +54,19 @@ def test_map_without_objects_and_mismatched_files(tmp_path):
         load_map(tmp_path / "missing")
     assert not list(tmp_path.glob("*.tmp*"))  # atomic writes leave no temp files
     assert np.isfinite(json.loads((tmp_path / "a.identity.json").read_text())["identity_head"]["bias"]).all()
+
+
+def test_mapping_continues_on_a_loaded_map(tmp_path):
+    from ocgs_ros.gaussians.mapper import MapperConfig, OnlineMapper
+
+    gmap = _map()
+    save_map(tmp_path / "m", gmap)
+    loaded, _ = load_map(tmp_path / "m")
+    mapper = OnlineMapper.from_map(loaded, MapperConfig(iterations_per_frame=2))
+    K = np.array([[40.0, 0, 15.5], [0, 40.0, 11.5], [0, 0, 1]])
+    T = np.eye(4)
+    T[:3, 3] = [0.0, 0.0, -1.0]
+    before = mapper.map.params["means"].detach().clone()
+    stats = mapper.integrate(np.full((24, 32, 3), 90, np.uint8), K, T, np.array([[0.0, 0.0, 0.5]]))
+    assert mapper.map is loaded and stats["num_gaussians"] >= gmap.num_gaussians
+    assert not torch.equal(mapper.map.params["means"][:len(before)].detach(), before)  # it optimised the loaded map

@@ -34,9 +34,12 @@ class MapperConfig:
     depth_weight: float = 0.1
     identity_weight: float = 0.3
     grow_alpha_threshold: float = 0.5  # a LiDAR point seeds a Gaussian where the render is more transparent
-    # ... or where the rendered depth misses the point by more than this (m): an unseen side of an
-    # object seen from behind renders the opaque front side, which would otherwise block all growth
+    # ... or where the point lies in front of the rendered surface by more than
+    # max(grow_depth_tolerance, grow_depth_tolerance_rel * depth): the unseen side of an object seen
+    # from behind renders its (now farther) front side, which would otherwise block all growth there.
+    # One-sided: a point *behind* the render means floaters in front, which growth cannot fix.
     grow_depth_tolerance: float = 0.02
+    grow_depth_tolerance_rel: float = 0.05
     grow_max_points: int = 4000
     prune_opacity: float = 0.005
     # gsplat-style densify/prune (see densify.DensifyConfig), in optimisation iterations
@@ -102,6 +105,16 @@ class OnlineMapper:
         self.frames_integrated = 0
         self.iterations = 0
 
+    @classmethod
+    def from_map(cls, gmap: GaussianMap, config: MapperConfig | None = None) -> "OnlineMapper":
+        """Continue mapping on an existing map (e.g. from ``persistence.load_map``): fresh optimiser
+        state and keyframes, the map's Gaussians and identity head as they are."""
+        mapper = cls(gmap.config, config)
+        mapper.map = gmap
+        gmap.make_optimizers()
+        mapper.densifier = DensifyController(gmap, mapper.config.densify_config())
+        return mapper
+
     # -- rendering ----------------------------------------------------------------------------
     def render(self, viewmat: torch.Tensor, K: torch.Tensor, width: int, height: int):
         """(rgb [H,W,3], expected depth [H,W], identity logits [H,W,M+1], alpha [H,W,1]) for one camera.
@@ -165,7 +178,9 @@ class OnlineMapper:
                 transparent = alpha[vv, uu, 0].numpy() < self.config.grow_alpha_threshold
                 vm = viewmat.double().numpy()
                 point_depth = points_world[idx] @ vm[2, :3] + vm[2, 3]
-                unexplained = np.abs(depth[vv, uu].numpy() - point_depth) > self.config.grow_depth_tolerance
+                tolerance = np.maximum(self.config.grow_depth_tolerance,
+                                       self.config.grow_depth_tolerance_rel * point_depth)
+                unexplained = depth[vv, uu].numpy() - point_depth > tolerance
                 idx = idx[transparent | unexplained]
         if idx.size > self.config.grow_max_points:
             idx = np.random.default_rng(self.frames_integrated).choice(idx, self.config.grow_max_points, replace=False)

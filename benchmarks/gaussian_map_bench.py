@@ -1,0 +1,165 @@
+"""Gaussian map benchmark: online mapping speed and memory, and rasteriser forward+backward times.
+Writes docs/results/gaussian_map_bench.json.
+
+    OMP_NUM_THREADS=1 python benchmarks/gaussian_map_bench.py [--frames 24 --iterations 15
+        --width 96 --height 96] [--sizes 10000 50000 100000 --resolutions 160x120 320x240]
+        [--out docs/results/gaussian_map_bench.json]
+
+Mapping: the evaluation's scene (GOCL tabletop world, dataset seed 7 scene 0, 96x96 camera + LiDAR,
+see ``ocgs_ros.gaussians.evaluate``) integrated frame by frame with the default mapper settings.
+Identity targets come from the simulator's object kinds here (the cost of the identity loss does
+not depend on where its targets come from, and the benchmark should not need a trained GOCL).
+Reported: ms per optimisation iteration (time inside the optimiser / iterations), keyframes
+integrated per second (whole ``integrate`` calls: growth render, optimisation, pruning), final
+Gaussian count, and peak resident memory of the mapping process (``VmHWM``). Baseline in the same
+run: the same mapping with densification off, so the ratio is what densify/prune costs.
+
+Rasteriser: ``benchmarks/raster_bench.py``'s room scene and timing code, reused (each size in a
+fresh process), with its dense baseline at the smallest size.
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import raster_bench  # noqa: E402  (sibling benchmark: scene + timing code reused, not copied)
+
+from ocgs_ros.atomic_io import atomic_write_json  # noqa: E402
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} missing from /proc/self/status")
+
+
+def run_mapping(config: dict) -> dict:
+    """Integrate the benchmark sequence in this (fresh) process; returns timings and memory."""
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    torch.manual_seed(config["seed"])
+    from ocgs_ros.gaussians.evaluate import EvalConfig, OracleIdentity, frame_indices, make_world_config, sim_frame
+    from ocgs_ros.gaussians.map import GaussianMapConfig
+    from ocgs_ros.gaussians.mapper import MapperConfig, OnlineMapper
+    from ocgs_ros.sim.dataset import scene_seed
+    from ocgs_ros.sim.tabletop import TabletopWorld
+
+    cfg = EvalConfig(frames=config["frames"], width=config["width"], height=config["height"],
+                     iterations=config["iterations"], max_gaussians=config["max_gaussians"])
+    world_config = make_world_config(cfg)
+    world = TabletopWorld(world_config, seed=scene_seed(cfg.dataset_seed, 0))
+    integrated, _ = frame_indices(cfg, world_config.frames_per_orbit)
+    frames = [sim_frame(world, i) for i in integrated]
+    identity = OracleIdentity()
+    targets, _ = identity(frames)
+    mapper = OnlineMapper(GaussianMapConfig(num_codebook_entries=identity.num_entries,
+                                            max_gaussians=cfg.max_gaussians),
+                          MapperConfig(iterations_per_frame=cfg.iterations, densify=config["densify"],
+                                       densify_every=4 * cfg.iterations, densify_start_iter=4 * cfg.iterations))
+    optimise = mapper._optimise
+    optimise_time = [0.0]
+
+    def timed_optimise():  # time spent inside the optimiser only
+        start = time.perf_counter()
+        out = optimise()
+        optimise_time[0] += time.perf_counter() - start
+        return out
+    mapper._optimise = timed_optimise
+    baseline_kib = _status_kib("VmRSS")
+    start = time.perf_counter()
+    for i, f in enumerate(frames):
+        mapper.integrate(f.rgb, f.K, f.T_world_cam, f.points_world, targets[i])
+    total = time.perf_counter() - start
+    return {**config, "ms_per_iteration": 1e3 * optimise_time[0] / max(mapper.iterations, 1),
+            "keyframes_per_s": len(mapper.keyframes) / total, "frames_per_s": len(frames) / total,
+            "keyframes": len(mapper.keyframes), "iterations_total": mapper.iterations,
+            "num_gaussians": mapper.map.num_gaussians, "densify_totals": dict(mapper.densifier.totals),
+            "peak_rss_mb": _status_kib("VmHWM") / 1024.0,
+            "peak_rss_increase_mb": (_status_kib("VmHWM") - baseline_kib) / 1024.0}
+
+
+def _in_fresh_process(fn, config: dict) -> dict:
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(fn, (config,))
+
+
+def main(argv=None) -> dict:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--frames", type=int, default=24)
+    p.add_argument("--iterations", type=int, default=15)
+    p.add_argument("--width", type=int, default=96)
+    p.add_argument("--height", type=int, default=96)
+    p.add_argument("--max-gaussians", type=int, default=20_000)
+    p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000, 100_000])
+    p.add_argument("--resolutions", nargs="+", default=["160x120", "320x240"])
+    p.add_argument("--channels", type=int, default=19, help="raster feature channels besides depth")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-raster", action="store_true", help="skip the rasteriser rows")
+    p.add_argument("--out", default="docs/results/gaussian_map_bench.json")
+    args = p.parse_args(argv)
+
+    mapping = {"frames": args.frames, "iterations": args.iterations, "width": args.width, "height": args.height,
+               "max_gaussians": args.max_gaussians, "seed": args.seed}
+    result = _in_fresh_process(run_mapping, {**mapping, "densify": True})
+    baseline = _in_fresh_process(run_mapping, {**mapping, "densify": False})
+    print(f"mapping {args.width}x{args.height}, {args.frames} frames x {args.iterations} iterations: "
+          f"{result['ms_per_iteration']:.1f} ms/iteration, {result['keyframes_per_s']:.3f} keyframes/s, "
+          f"{result['num_gaussians']} Gaussians, peak RSS {result['peak_rss_mb']:.0f} MB")
+    ratio = result["ms_per_iteration"] / baseline["ms_per_iteration"]
+    print(f"baseline without densification: {baseline['ms_per_iteration']:.1f} ms/iteration, "
+          f"{baseline['num_gaussians']} Gaussians -> ratio with/without densify {ratio:.2f}")
+
+    raster_rows, raster_ms = [], {}
+    if not args.no_raster:
+        resolutions = [tuple(int(v) for v in r.lower().split("x")) for r in args.resolutions]
+        configs = [dict(method="torch", gaussians=n, width=w, height=h, channels=args.channels, seed=args.seed,
+                        repeats=args.repeats, max_pairs_per_chunk=raster_bench.DEFAULT_MAX_PAIRS_PER_CHUNK)
+                   for (w, h) in resolutions for n in args.sizes]
+        w, h = min(resolutions, key=lambda r: r[0] * r[1])
+        configs.insert(0, dict(method="dense", gaussians=min(args.sizes), width=w, height=h, channels=args.channels,
+                               seed=args.seed, repeats=1, max_pairs_per_chunk=None))
+        for config in configs:
+            row = _in_fresh_process(raster_bench.run_config, config)
+            raster_rows.append(row)
+            print(f"raster {row['method']:>5} {row['gaussians']:>7} {row['width']}x{row['height']}: "
+                  f"fwd+bwd {row['forward_backward_ms']:.1f} ms", flush=True)
+            if row["method"] == "torch":
+                raster_ms[f"{row['gaussians']}@{row['width']}x{row['height']}"] = row["forward_backward_ms"]
+        dense = raster_rows[0]
+        same = raster_ms.get(f"{dense['gaussians']}@{dense['width']}x{dense['height']}")
+        if same:
+            print(f"raster speed-up vs dense baseline at {dense['gaussians']} Gaussians {dense['width']}x"
+                  f"{dense['height']}: {dense['forward_backward_ms'] / same:.1f}x")
+
+    out = {
+        "ms_per_iteration": result["ms_per_iteration"], "keyframes_per_s": result["keyframes_per_s"],
+        "num_gaussians": result["num_gaussians"], "peak_rss_mb": result["peak_rss_mb"],
+        "raster_fwd_bwd_ms": raster_ms, "mapping": result, "baseline_no_densify": baseline,
+        "densify_cost_ratio": ratio, "raster_rows": raster_rows,
+        "raster_speedup_vs_dense": (raster_rows[0]["forward_backward_ms"] /
+                                    raster_ms[f"{raster_rows[0]['gaussians']}@{raster_rows[0]['width']}x"
+                                              f"{raster_rows[0]['height']}"]) if raster_rows else None,
+        "threads": int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or torch.get_num_threads(),
+        "torch": torch.__version__, "python": sys.version.split()[0], "machine": platform.machine(),
+        "command": " ".join(["python benchmarks/gaussian_map_bench.py", *argv]),
+    }
+    atomic_write_json(args.out, out)
+    print(f"wrote {args.out}")
+    return out
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
