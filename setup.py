@@ -21,6 +21,7 @@ COMMANDS = {
     "gocl_data": "ocgs_ros.ocl.data:main",
     "gocl_train": "ocgs_ros.ocl.train:main",
     "gocl_evaluate": "ocgs_ros.ocl.evaluate:main",
+    "gocl_export": "ocgs_ros.ocl.export:main",
     "bev_train": "ocgs_ros.bev.train:main",
     "bev_evaluate": "ocgs_ros.bev.evaluate:main",
     "bev_ablation": "ocgs_ros.bev.ablation:main",

@@ -162,3 +162,31 @@ def test_missing_and_unexpected_keys(trained):
     assert "missing keys ['codebook.prototypes']" in message
     assert "unexpected keys ['extra_head.weight']" in message
     assert str(path) in message
+
+
+def test_export_keeps_weights_and_provenance_and_drops_resume_state(trained, tmp_path):
+    from ocgs_ros.ocl.export import export_checkpoint
+
+    model, _, path = trained
+    payload = torch.load(path, weights_only=True)
+    payload["extra"].update(command="--steps 2", seed=0, rng_states=[{"torch": torch.zeros(4)}])
+    torch.save(payload, path)
+    summary = export_checkpoint(path, tmp_path / "shipped.pt", note="test")
+    shipped = torch.load(tmp_path / "shipped.pt", weights_only=True)
+    assert shipped["optimizer"] is None and "rng_states" not in shipped["extra"]
+    assert shipped["extra"]["command"] == "--steps 2" and shipped["extra"]["source_checkpoint"] == str(path)
+    assert summary["step"] == 2 and (tmp_path / "shipped.pt").stat().st_size < path.stat().st_size
+    loaded, _, _ = load_checkpoint(tmp_path / "shipped.pt")
+    images = torch.rand(2, 3, 32, 32)
+    assert torch.equal(GoclSegmenter(model).segment(images).pixel_codebook_logits,
+                       GoclSegmenter(loaded).segment(images).pixel_codebook_logits)
+
+
+def test_export_refuses_a_model_without_codebook(tmp_path):
+    from ocgs_ros.ocl.export import export_checkpoint
+
+    baseline = GoclModel(GoclConfig.tiny(use_codebook=False))
+    save_checkpoint(tmp_path / "baseline.pt", baseline)
+    with pytest.raises(ValueError, match="no codebook"):
+        export_checkpoint(tmp_path / "baseline.pt", tmp_path / "out.pt")
+    assert not (tmp_path / "out.pt").exists()

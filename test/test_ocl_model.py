@@ -9,7 +9,7 @@ import torch
 
 from ocgs_ros.ocl import (BACKGROUND_CODE, GlobalCodebook, GoclConfig, GoclModel, GoclSegmenter,
                           build_optimizer, gocl_loss, gumbel_tau, train_step, warmup_factor)
-from ocgs_ros.ocl.losses import (codebook_usage, kl_categorical_to_uniform,
+from ocgs_ros.ocl.losses import (codebook_usage, commitment_loss, kl_categorical_to_uniform,
                                  kl_diagonal_gaussian_to_standard)
 
 torch.set_num_threads(1)
@@ -122,8 +122,40 @@ def test_loss_has_named_finite_terms(tiny_model):
     tiny_model.train()
     terms = gocl_loss(tiny_model(images, tau=1.0), images, tiny_model.config)
     assert set(terms) == {"reconstruction", "kl_ext", "kl_bck", "kl_codebook_usage",
-                          "background_smoothness", "total"}
+                          "background_smoothness", "commitment", "total"}
     assert all(torch.isfinite(v) and v.dim() == 0 for v in terms.values())
+
+
+def test_commitment_loss_pulls_features_and_prototypes_together():
+    features = torch.tensor([[[1.0, 0.0], [0.0, 3.0]]], requires_grad=True)  # [B=1, Ko=2, D=2]
+    prototypes = torch.tensor([[[0.0, 0.0], [0.0, 1.0]]], requires_grad=True)
+    mass = torch.tensor([[1.0, 0.0]])  # the second slot is empty: it must not count
+    loss = commitment_loss(features, prototypes, mass, beta=0.25)
+    assert float(loss.detach()) == pytest.approx((1.0 + 0.25 * 1.0) / 2)  # mean over D of 1^2, both parts
+    loss.backward()
+    # Features move towards their prototype with weight beta, prototypes towards features with 1.
+    assert features.grad[0, 0, 0] > 0 and prototypes.grad[0, 0, 0] < 0
+    assert float(prototypes.grad[0, 0, 0]) == pytest.approx(-4.0 * float(features.grad[0, 0, 0]))
+    assert torch.all(features.grad[0, 1] == 0) and torch.all(prototypes.grad[0, 1] == 0)
+    assert float(commitment_loss(features, None, mass, 0.25)) == 0.0
+
+
+def test_commitment_weight_tightens_codebook_basins():
+    """With the term on, slot features end closer to their selected prototypes than without."""
+    images = synthetic_images(6, seed=5)
+
+    def distance_after_training(weight: float) -> float:
+        torch.manual_seed(0)
+        model = GoclModel(GoclConfig.tiny(commitment_weight=weight))
+        optimizer = build_optimizer(model)
+        for step in range(30):
+            train_step(model, optimizer, images, step)
+        model.eval()
+        with torch.no_grad():
+            out = model(images)
+        return float((out.intrinsic_features - out.selected_prototypes).pow(2).mean())
+
+    assert distance_after_training(1.0) < 0.7 * distance_after_training(0.0)
 
 
 def test_training_forward_requires_tau(tiny_model):

@@ -15,6 +15,11 @@ Why each term:
   used uniformly, log M when one prototype takes everything: it discourages codebook collapse.
   Mass weighting is our choice: empty slots must all draw "nothing" and so legitimately share one
   prototype; unweighted, they would be counted as collapse and pushed onto object prototypes.
+* ``commitment`` — VQ-VAE's codebook + commitment terms on the argmax prototype ``p`` of each
+  object slot's pre-quantisation feature ``f``: ``||sg(f) - p||^2 + beta ||f - sg(p)||^2`` (mean
+  over dims), averaged over slots weighted by their detached mask mass (empty slots barely count).
+  Gumbel-softmax alone lets ``f`` hover between prototypes, so the argmax — the identity — flips
+  with small view changes; this term gives every prototype a compact basin. Zero without codebook.
 * ``background_smoothness`` — mean absolute spatial gradient of the background slot's RGB (total
   variation). Objects are compact, high-contrast regions; a background that is penalised for
   sharp edges leaves them to object slots (our concrete form of GOLD's "small background
@@ -35,7 +40,8 @@ import torch.nn.functional as F
 from .config import GoclConfig
 from .model import BACKGROUND_SLOT, GoclOutput
 
-LOSS_TERMS = ("reconstruction", "kl_ext", "kl_bck", "kl_codebook_usage", "background_smoothness")
+LOSS_TERMS = ("reconstruction", "kl_ext", "kl_bck", "kl_codebook_usage", "background_smoothness",
+              "commitment")
 
 
 def kl_diagonal_gaussian_to_standard(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -74,6 +80,18 @@ def total_variation(images: torch.Tensor) -> torch.Tensor:
     return dx + dy
 
 
+def commitment_loss(features: torch.Tensor, prototypes: torch.Tensor | None, slot_mass: torch.Tensor,
+                    beta: float) -> torch.Tensor:
+    """Mass-weighted ``||sg(f) - p||^2 + beta ||f - sg(p)||^2`` over ``[B, Ko, D]`` slots (0 if no codebook)."""
+    if prototypes is None:
+        return features.new_zeros(())
+    codebook_term = (features.detach() - prototypes).pow(2).mean(dim=-1)
+    commit_term = (features - prototypes.detach()).pow(2).mean(dim=-1)
+    weights = slot_mass.detach()
+    per_slot = codebook_term + beta * commit_term
+    return (per_slot * weights).sum() / weights.sum().clamp_min(1e-8)
+
+
 def gocl_loss(output: GoclOutput, images: torch.Tensor, config: GoclConfig) -> dict[str, torch.Tensor]:
     """Named loss terms (unweighted) and their weighted sum under ``"total"``."""
     if output.reconstruction.shape != images.shape:
@@ -87,11 +105,14 @@ def gocl_loss(output: GoclOutput, images: torch.Tensor, config: GoclConfig) -> d
         "kl_bck": kl_diagonal_gaussian_to_standard(output.background_mean, output.background_logvar).mean(),
         "kl_codebook_usage": kl_categorical_to_uniform(codebook_usage(output.codebook_probs, slot_mass)),
         "background_smoothness": total_variation(output.background_rgb),
+        "commitment": commitment_loss(output.intrinsic_features, output.selected_prototypes, slot_mass,
+                                      config.commitment_beta),
     }
     weights = {
         "reconstruction": config.recon_weight, "kl_ext": config.kl_ext_weight,
         "kl_bck": config.kl_bck_weight, "kl_codebook_usage": config.kl_pi_weight,
         "background_smoothness": config.background_smoothness_weight,
+        "commitment": config.commitment_weight,
     }
     values_per_image = images.shape[1] * images.shape[2] * images.shape[3]
     weights["kl_ext"] /= values_per_image

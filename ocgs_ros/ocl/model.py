@@ -37,6 +37,7 @@ class GoclOutput:
     codebook_probs: torch.Tensor  # [B, Ko, M] pi = softmax(logits)
     codebook_weights: torch.Tensor  # [B, Ko, M] Gumbel sample (train) / one-hot argmax (eval)
     intrinsic_features: torch.Tensor  # [B, Ko, Di] before quantisation
+    selected_prototypes: torch.Tensor | None  # [B, Ko, Di] prototype of argmax pi (None without codebook)
     extrinsic_mean: torch.Tensor  # [B, Ko, E] (x, y, log sx, log sy, extra...)
     extrinsic_logvar: torch.Tensor  # [B, Ko, E]
     extrinsic_sample: torch.Tensor  # [B, Ko, E] (= mean in eval)
@@ -145,6 +146,8 @@ class GoclModel(nn.Module):
             reconstruction=reconstruction, masks=masks, slot_rgb=slot_rgb, alpha_logits=alpha_logits,
             codebook_logits=assignment.logits, codebook_probs=assignment.probs,
             codebook_weights=assignment.weights, intrinsic_features=slots.intrinsic_features,
+            selected_prototypes=(self.codebook.prototypes[assignment.logits.argmax(dim=-1)]
+                                 if cfg.use_codebook else None),
             extrinsic_mean=extrinsic_mean, extrinsic_logvar=extrinsic_logvar,
             extrinsic_sample=extrinsic, background_mean=background_mean,
             background_logvar=background_logvar, attention=slots.attention,
