@@ -110,6 +110,7 @@ def main(argv=None) -> dict:
     p.add_argument("--out", default="docs/results/gaussian_map_bench.json")
     args = p.parse_args(argv)
 
+    load_before = os.getloadavg()[0]  # other jobs on this CPU slow every figure down; recorded with them
     mapping = {"frames": args.frames, "iterations": args.iterations, "width": args.width, "height": args.height,
                "max_gaussians": args.max_gaussians, "seed": args.seed}
     result = _in_fresh_process(run_mapping, {**mapping, "densify": True})
@@ -152,6 +153,7 @@ def main(argv=None) -> dict:
                                     raster_ms[f"{raster_rows[0]['gaussians']}@{raster_rows[0]['width']}x"
                                               f"{raster_rows[0]['height']}"]) if raster_rows else None,
         "threads": int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or torch.get_num_threads(),
+        "cpu_count": os.cpu_count(), "load_average_1min": {"start": load_before, "end": os.getloadavg()[0]},
         "torch": torch.__version__, "python": sys.version.split()[0], "machine": platform.machine(),
         "command": " ".join(["python benchmarks/gaussian_map_bench.py", *argv]),
     }

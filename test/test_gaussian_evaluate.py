@@ -30,3 +30,28 @@ def test_evaluate_writes_results(tmp_path):
     assert 0 < data["num_gaussians"] <= 1500 and data["identity_source"] == "gocl"
     assert data["sizes"]["width"] == 32 and len(data["per_scene"]) == 2
     assert data["sizes"]["dataset_seed"] == 7 and data["sizes"]["codebook_entries"] == 8
+
+
+def test_identity_votes():
+    import numpy as np
+
+    from ocgs_ros.gaussians.eval_metrics import IdentityVotes, box_recall, gt_box_aabb, matched_instance_iou
+
+    votes = IdentityVotes()
+    for scene, labels in ((0, [[3, 3, 1], [3, 3], [1, 1, 1, 3]]), (1, [[3, 3], [3, 2, 3]])):
+        for view in labels:
+            votes.add((scene, 1), kind=5, labels=np.array(view))
+    votes.add((1, 2), kind=7, labels=np.array([-1, -1, 4]))  # object rendered as background
+    # scene 0: views 3, 3, 1 (overall 3: 5 of 9 pixels); scene 1: 3, 3; object (1, 2): background
+    assert votes.cross_view_consistency() == 4 / 6
+    assert votes.identified_cross_view_consistency() == 4 / 5 and votes.identified_fraction() == 2 / 3
+    fraction, kinds = votes.cross_scene()
+    assert fraction == 1.0 and kinds == {5: [3, 3]}
+    gt = np.zeros((4, 4), int)
+    gt[:2, :2], gt[2:, 2:] = 1, 2
+    pred = np.zeros((4, 4), int)
+    pred[:2, :] = 9  # covers object 1 and two background pixels
+    assert matched_instance_iou(pred, gt, [1, 2]) == {1: 0.5, 2: 0.0}
+    lo, hi = gt_box_aabb([0, 0, 0.5], [2, 1, 1], np.pi / 2)
+    assert np.allclose(lo, [-0.5, -1, 0]) and np.allclose(hi, [0.5, 1, 1])
+    assert box_recall([(lo, hi)], [(lo + 0.1, hi + 0.1)])[0] == 1 and box_recall([(lo, hi)], [])[0] == 0

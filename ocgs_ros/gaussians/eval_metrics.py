@@ -88,6 +88,17 @@ class IdentityVotes:
             total += len(views)
         return agree / total if total else None
 
+    def identified_cross_view_consistency(self) -> float | None:
+        """Like :meth:`cross_view_consistency`, over the objects that got an identity only (overall
+        majority not background): how stable the identity is where there is one."""
+        agree = total = 0
+        for key, views in self.per_view.items():
+            overall = self.overall(key)
+            if overall >= 0:
+                agree += sum(v == overall for v in views)
+                total += len(views)
+        return agree / total if total else None
+
     def identified_fraction(self) -> float | None:
         """Fraction of objects whose overall majority is an identity (not background)."""
         keys = list(self.pooled)

@@ -268,6 +268,8 @@ def evaluate(cfg: EvalConfig, identity, progress: bool = True) -> tuple[dict, di
         "baseline_slot_index_cross_view_consistency": votes["baseline"].cross_view_consistency(),
         "baseline_slot_index_cross_scene_consistency": baseline_cross_scene,
         "gocl_per_frame_cross_view_consistency": votes["gocl_frames"].cross_view_consistency(),
+        "cross_view_consistency_identified_objects": votes["codebook"].identified_cross_view_consistency(),
+        "baseline_cross_view_consistency_identified_objects": votes["baseline"].identified_cross_view_consistency(),
         "objects_identified_fraction": votes["codebook"].identified_fraction(),
         "baseline_objects_identified_fraction": votes["baseline"].identified_fraction(),
         "num_gaussians": int(np.mean([s["num_gaussians"] for s in per_scene])),
