@@ -2,7 +2,7 @@
 and ``default`` presets at their own resolution, batch 1 and batch 8, plus one training step of
 each (batch 8) for reference.
 
-    OMP_NUM_THREADS=1 python benchmarks/gocl_bench.py [--checkpoint ocgs_ros/models/gocl_cpu.pt] \\
+    OMP_NUM_THREADS=1 python benchmarks/gocl_bench.py [--checkpoint ocgs_ros/models/gocl_tabletop.pt] \\
         [--threads 1] [--out docs/results/gocl_bench.json]
 
 Inference time does not depend on the weights, so untrained models are timed unless a checkpoint
@@ -11,6 +11,7 @@ is given (then its config replaces the ``cpu`` preset).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import platform
 import statistics
 import sys
@@ -70,6 +71,13 @@ def main(argv: list[str] | None = None) -> int:
     else:
         cpu_model = GoclModel(GoclConfig.cpu())
     result = {"cpu_preset": bench_model("cpu", cpu_model, args.repeats, args.train_repeats)}
+    # Baseline in the same run: the same slot-attention model without the codebook, i.e. what the
+    # global codebook costs at inference (quantisation inside every slot-attention iteration).
+    plain = GoclModel(dataclasses.replace(cpu_model.config, use_codebook=False))
+    result["cpu_preset_no_codebook"] = bench_model("cpu, no codebook", plain, args.repeats, args.train_repeats)
+    result["codebook_inference_cost_ratio"] = round(
+        result["cpu_preset"]["ms_per_image_batch1"] / result["cpu_preset_no_codebook"]["ms_per_image_batch1"], 3)
+    print(f"gocl_bench: codebook / no-codebook inference time (batch 1): {result['codebook_inference_cost_ratio']:.2f}x")
     if not args.skip_default:
         result["default_preset"] = bench_model("default", GoclModel(GoclConfig.default()),
                                                max(3, args.repeats // 4), 2)
