@@ -140,7 +140,12 @@ def cosine_summary(metrics_path: Path) -> dict[str, float]:
                       if r.get("modality_grad_norm_before_camera")])
     norm_ratio = np.array([r["task_grad_norm_detection"] / r["task_grad_norm_map"] for r in rows
                            if r.get("task_grad_norm_map")])
+    weight_ratio = np.array([r["task_weights_map"] / r["task_weights_detection"] for r in rows
+                             if r.get("task_weights_detection")])
+    late = cos[len(cos) // 2:]
     return {"cos_mean": float(cos.mean()), "cos_negative_fraction": float((cos < 0).mean()),
+            "cos_mean_second_half": float(late.mean()),
+            "map_over_det_task_weight_median": float(np.median(weight_ratio)) if weight_ratio.size else float("nan"),
             "cos_p10": float(np.percentile(cos, 10)), "cos_p90": float(np.percentile(cos, 90)),
             "lidar_over_camera_grad_norm_median": float(np.median(ratio)) if ratio.size else float("nan"),
             "det_over_map_grad_norm_median": float(np.median(norm_ratio)) if norm_ratio.size else float("nan")}
@@ -177,6 +182,10 @@ def plot_ablation(summary: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def _num(value: float, fmt: str) -> str:
+    return "—" if value is None or not np.isfinite(value) else format(value, fmt)
+
+
 def _fmt(mean: float | None, std: float | None, scale: float = 100.0) -> str:
     return "—" if mean is None else f"{mean * scale:.2f} ± {std * scale:.2f}"
 
@@ -188,15 +197,16 @@ def write_markdown(summary: dict[str, Any], path: Path) -> None:
              f"{summary['seeds']}; every arm: same data, seeds, {summary['steps']} steps, batch {summary['batch']}, "
              f"preset `{PRESET}`). Validation: {summary['val_frames']} frames of held-out scenes.", "",
              "| arm | task level | modality level | mAP | mIoU | cos(g_det, g_map) mean | share of steps with cos < 0 | "
-             "‖g_det‖/‖g_map‖ at F (median) | ‖g_lidar‖/‖g_camera‖ before (median) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "‖g_det‖/‖g_map‖ at F (median) | w_map/w_det (median) | ‖g_lidar‖/‖g_camera‖ before (median) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, spec in ARMS.items():
         a = arms[name]
         c = a["gradient_stats"]
         lines.append(f"| `{name}` | {spec['calibration']} | {'on' if spec['modality_cal'] else 'off'} | "
                      f"{_fmt(a['map_mean'], a['map_std'])} | {_fmt(a['miou_mean'], a['miou_std'])} | "
-                     f"{c['cos_mean']:+.3f} | {c['cos_negative_fraction']:.2f} | {c['det_over_map_grad_norm_median']:.0f} | "
-                     f"{c['lidar_over_camera_grad_norm_median']:.2f} |")
+                     f"{_num(c['cos_mean'], '+.3f')} | {_num(c['cos_negative_fraction'], '.2f')} | "
+                     f"{_num(c['det_over_map_grad_norm_median'], '.0f')} | {_num(c['map_over_det_task_weight_median'], '.0f')} | "
+                     f"{_num(c['lidar_over_camera_grad_norm_median'], '.2f')} |")
     t = summary["step_time"]
     lines += ["", f"Training step (batch {summary['batch']}, 1 thread, interleaved on the same batches): `sum` "
               f"{t['sum_step_ms']:.0f} ms, `full_cal` {t['full_cal_step_ms']:.0f} ms → ratio "
@@ -213,9 +223,8 @@ def verdict(arms: dict[str, Any]) -> str:
     for key, name in (("map", "mAP"), ("miou", "mIoU")):
         diff = f[f"{key}_mean"] - s[f"{key}_mean"]
         spread = max(f[f"{key}_std"], s[f"{key}_std"])
-        rel = "beats" if diff > 0 else "does not beat"
-        parts.append(f"`full_cal` {rel} `sum` on {name} by {diff * 100:+.2f} points "
-                     f"(largest seed std of the two: {spread * 100:.2f})")
+        parts.append(f"{name}: `full_cal` − `sum` = {diff * 100:+.2f} points "
+                     f"(larger seed std of the two: {spread * 100:.2f})")
     both = all(f[f"{k}_mean"] > s[f"{k}_mean"] for k in ("map", "miou"))
     head = ("Full calibration beats naive joint training on both metrics on average."
             if both else "Full calibration does **not** beat naive joint training on both metrics.")
