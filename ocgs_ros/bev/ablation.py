@@ -39,6 +39,7 @@ from .config import BevConfig
 from .data import BevSampleDataset, SimDrivingRecords, sim_dataset
 from .evaluate import finite_or_none
 from .inference import BevPredictor
+from .model import BevFusionModel
 from .train import EVAL_NAME, build_calibrator, build_optimizer, build_parser as train_parser, train, train_step
 
 ARMS: dict[str, dict[str, Any]] = {
@@ -101,7 +102,6 @@ def time_steps(train_set: BevSampleDataset, cfg: BevConfig, batch: int, repeats:
     runs = {}
     for name in ("sum", "full_cal"):
         torch.manual_seed(seed)
-        from .model import BevFusionModel
         model = BevFusionModel(cfg)
         optimizer, _ = build_optimizer(model, 1e-3, 1e-2, repeats)
         spec = ARMS[name]
