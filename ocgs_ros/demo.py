@@ -104,7 +104,7 @@ def _split(args: list[str], key: str, default: float) -> tuple[float, list[str]]
 def main(argv: list[str] | None = None) -> None:
     from ocgs_ros import bringup
     from ocgs_ros.atomic_io import atomic_write_json
-    from ocgs_ros.ros.run_report import bev_report, tabletop_report
+    from ocgs_ros.ros.run_report import bev_report, plain_json, tabletop_report
 
     given_args = list(sys.argv[1:] if argv is None else argv)
     duration, args = _split(given_args, "duration", DEFAULT_DURATION_S)
@@ -156,6 +156,7 @@ def main(argv: list[str] | None = None) -> None:
         "bringup": {"tabletop": tabletop, "driving": driving},
     }
     metrics["wall_s"] = round(time.monotonic() - started, 2)
+    metrics = plain_json(metrics)
     atomic_write_json(output / "metrics.json", metrics)
     print(f"demo: object recall @ IoU 0.25 {metrics['object_recall_iou25']:.3f} "
           f"({report['objects_published']} objects published, {report['ground_truth_objects']} in the world); "

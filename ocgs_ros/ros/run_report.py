@@ -167,7 +167,7 @@ def bev_report(bev_node, sim_node, output: Path) -> dict:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return {"image": str(path), "frame_index": index, "detections": int(keep.sum()),
-            "ground_truth_boxes": int(len(frame.boxes)), "map": _plain(metrics)}
+            "ground_truth_boxes": int(len(frame.boxes)), "map": metrics}
 
 
 def _box_corners(box) -> np.ndarray:
@@ -182,10 +182,16 @@ def _plain(value):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
     if isinstance(value, np.ndarray):
-        return value.tolist()
+        return _plain(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, float):
-        return round(value, 4)
+        # JSON has no NaN: a figure that does not exist (a class absent from the frame) is null
+        return round(value, 4) if np.isfinite(value) else None
     return value
+
+
+def plain_json(value):
+    """``value`` with numpy scalars/arrays as Python values and NaN/inf as None (strict JSON)."""
+    return _plain(value)
