@@ -1,7 +1,7 @@
 """BEV checkpoints: written atomically, read with ``torch.load(weights_only=True)``.
 
-Same file layout and failure reporting as the GOCL checkpoints (``ocgs_ros/ocl/checkpoint.py``,
-whose error type and model-agnostic checks are reused here):
+Same file layout and failure reporting as the GOCL checkpoints (``ocgs_ros/ocl/checkpoint.py``;
+both built on ``ocgs_ros/checkpoint_io.py``):
 
     {"format": "ocgs_ros.bev", "format_version": 1, "model_kind": "BevFusionModel",
      "config": BevConfig.to_dict(), "state_dict": {...}, "optimizer": state dict or None,
@@ -17,15 +17,13 @@ from typing import Any
 
 import torch
 
-from ..atomic_io import atomic_path
-from ..ocl.checkpoint import CheckpointError, _check_state_fits, _short_reason
+from ..checkpoint_io import CheckpointError, check_state_fits, read_checkpoint_payload, write_checkpoint
 from .config import BevConfig
 from .model import BevFusionModel
 
 CHECKPOINT_FORMAT = "ocgs_ros.bev"
 CHECKPOINT_FORMAT_VERSION = 1
 MODEL_KIND = "BevFusionModel"
-REQUIRED_KEYS = ("format", "format_version", "model_kind", "config", "state_dict")
 
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "read_checkpoint"]
 
@@ -50,40 +48,12 @@ def save_checkpoint(path: str | os.PathLike, model: BevFusionModel, optimizer: t
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "step": int(step), "extra": dict(extra or {}),
     }
-    target = Path(path)
-    with atomic_path(target) as tmp:
-        torch.save(payload, tmp)
-    return target
+    return write_checkpoint(path, payload)
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
     """The checked payload dict of a BEV checkpoint (no model built)."""
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"checkpoint {path}: file not found")
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path}: not a regular file")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"checkpoint {path}: file is empty")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # RuntimeError / UnpicklingError / EOFError ... on bad bytes
-        raise CheckpointError(f"checkpoint {path}: cannot be read — truncated, corrupt or not a torch file "
-                              f"with only plain data ({type(exc).__name__}: {_short_reason(exc)})") from exc
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise CheckpointError(f"checkpoint {path}: not an ocgs_ros BEV checkpoint (format {found!r}, "
-                              f"expected {CHECKPOINT_FORMAT!r})")
-    missing = [key for key in REQUIRED_KEYS if key not in payload]
-    if missing:
-        raise CheckpointError(f"checkpoint {path}: incomplete, missing entries {missing}")
-    if payload["model_kind"] != MODEL_KIND:
-        raise CheckpointError(f"checkpoint {path}: holds model kind {payload['model_kind']!r}, expected {MODEL_KIND!r}")
-    version = payload["format_version"]
-    if not isinstance(version, int) or not 1 <= version <= CHECKPOINT_FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint {path}: format version {version!r} is not supported "
-                              f"(this code reads up to {CHECKPOINT_FORMAT_VERSION})")
-    return payload
+    return read_checkpoint_payload(path, map_location, CHECKPOINT_FORMAT, MODEL_KIND, CHECKPOINT_FORMAT_VERSION, "BEV")
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu"
@@ -97,7 +67,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu"
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"checkpoint {path}: invalid config ({exc})") from exc
     model = BevFusionModel(config)
-    _check_state_fits(path, model, payload["state_dict"])
+    check_state_fits(path, model, payload["state_dict"])
     model.load_state_dict(payload["state_dict"], strict=True)
     if isinstance(map_location, (str, torch.device)):
         model.to(map_location)

@@ -18,18 +18,15 @@ from typing import Any
 
 import torch
 
-from ..atomic_io import atomic_path
+from ..checkpoint_io import CheckpointError, check_state_fits, read_checkpoint_payload, write_checkpoint
 from .config import GoclConfig
 from .model import GoclModel
 
 CHECKPOINT_FORMAT = "ocgs_ros.gocl"
 CHECKPOINT_FORMAT_VERSION = 1
 MODEL_KIND = "GoclModel"
-REQUIRED_KEYS = ("format", "format_version", "model_kind", "config", "state_dict")
 
-
-class CheckpointError(RuntimeError):
-    """A checkpoint file cannot be used; the message says which file and why."""
+__all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint"]
 
 
 def save_checkpoint(path: str | os.PathLike, model: GoclModel, config: GoclConfig | None = None,
@@ -58,72 +55,7 @@ def save_checkpoint(path: str | os.PathLike, model: GoclModel, config: GoclConfi
         "step": int(step),
         "extra": dict(extra or {}),
     }
-    target = Path(path)
-    with atomic_path(target) as tmp:
-        torch.save(payload, tmp)
-    return target
-
-
-def _short_reason(exc: Exception) -> str:
-    """The informative part of a torch.load error. Its weights-only message suggests retrying with
-    ``weights_only=False``, which we never do (arbitrary code execution), so only the unpickler's
-    own reason is kept."""
-    text = str(exc)
-    marker = "WeightsUnpickler error:"
-    if marker in text:
-        text = text.split(marker, 1)[1]
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[0] if lines else "no detail"
-
-
-def _read_payload(path: Path, map_location: Any) -> dict[str, Any]:
-    if not path.exists():
-        raise CheckpointError(f"checkpoint {path}: file not found")
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path}: not a regular file")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"checkpoint {path}: file is empty")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises RuntimeError/UnpicklingError/EOFError/... on bad bytes
-        raise CheckpointError(f"checkpoint {path}: cannot be read — truncated, corrupt or not a "
-                              f"torch file with only plain data ({type(exc).__name__}: "
-                              f"{_short_reason(exc)})") from exc
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise CheckpointError(f"checkpoint {path}: not an ocgs_ros GOCL checkpoint "
-                              f"(format {found!r}, expected {CHECKPOINT_FORMAT!r})")
-    missing = [key for key in REQUIRED_KEYS if key not in payload]
-    if missing:
-        raise CheckpointError(f"checkpoint {path}: incomplete, missing entries {missing}")
-    if payload["model_kind"] != MODEL_KIND:
-        raise CheckpointError(f"checkpoint {path}: holds model kind {payload['model_kind']!r}, "
-                              f"expected {MODEL_KIND!r}")
-    version = payload["format_version"]
-    if not isinstance(version, int) or version > CHECKPOINT_FORMAT_VERSION or version < 1:
-        raise CheckpointError(f"checkpoint {path}: format version {version!r} is not supported "
-                              f"(this code reads up to {CHECKPOINT_FORMAT_VERSION})")
-    return payload
-
-
-def _check_state_fits(path: Path, model: GoclModel, state: Any) -> None:
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"checkpoint {path}: state_dict is not a mapping of names to tensors")
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    mismatched = [f"{name}: file {list(state[name].shape)} vs config {list(tensor.shape)}"
-                  for name, tensor in expected.items()
-                  if name in state and state[name].shape != tensor.shape]
-    problems = []
-    if missing:
-        problems.append(f"missing keys {missing}")
-    if unexpected:
-        problems.append(f"unexpected keys {unexpected}")
-    if mismatched:
-        problems.append("shape mismatch " + "; ".join(mismatched))
-    if problems:
-        raise CheckpointError(f"checkpoint {path}: weights do not match its config — " + "; ".join(problems))
+    return write_checkpoint(path, payload)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu"
@@ -134,13 +66,14 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu"
     ``optimizer.load_state_dict``) and ``format_version``.
     """
     path = Path(path)
-    payload = _read_payload(path, map_location)
+    payload = read_checkpoint_payload(path, map_location, CHECKPOINT_FORMAT, MODEL_KIND,
+                                      CHECKPOINT_FORMAT_VERSION, "GOCL")
     try:
         config = GoclConfig.from_dict(payload["config"])
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"checkpoint {path}: invalid config ({exc})") from exc
     model = GoclModel(config)
-    _check_state_fits(path, model, payload["state_dict"])
+    check_state_fits(path, model, payload["state_dict"])
     model.load_state_dict(payload["state_dict"], strict=True)
     if isinstance(map_location, (str, torch.device)):
         model.to(map_location)
