@@ -12,7 +12,7 @@ from ocgs_ros.bev.checkpoint import CheckpointError, load_checkpoint, save_check
 from ocgs_ros.bev.config import BevConfig
 from ocgs_ros.bev.model import BevFusionModel
 from ocgs_ros.bev.train import build_parser, train
-from ocgs_ros.ocl.train import DistributedContext
+from ocgs_ros.training import DistributedContext
 from ocgs_ros.sim.dataset import write_driving_dataset
 from ocgs_ros.sim.types import CameraConfig, DrivingConfig, LidarConfig
 

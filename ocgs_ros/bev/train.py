@@ -32,8 +32,8 @@ from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
 from ..atomic_io import atomic_path, atomic_write_json
-from ..ocl.train import (DistributedContext, capture_rng_state, parse_overrides, read_metrics, restore_rng_state,
-                         seed_everything, truncate_metrics)
+from ..training import (DistributedContext, capture_rng_state, parse_overrides, read_metrics, restore_rng_state,
+                        seed_everything, truncate_metrics)
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import TASKS, BevConfig
 from .data import BevSampleDataset, sim_dataset
