@@ -101,3 +101,31 @@ def check_state_fits(path: str | os.PathLike, model: nn.Module, state: Any) -> N
         problems.append("shape mismatch " + "; ".join(mismatched))
     if problems:
         raise CheckpointError(f"checkpoint {path}: weights do not match its config — " + "; ".join(problems))
+
+
+def build_model(path: str | os.PathLike, payload: dict[str, Any], config_from_dict, model_class,
+                map_location: Any) -> tuple[nn.Module, Any]:
+    """``(model in eval mode on map_location, config)`` from a checked payload.
+
+    ``config_from_dict`` rebuilds (and validates) the config; ``model_class(config)`` builds the
+    model whose weights must fit exactly (missing/unexpected keys or shapes -> CheckpointError).
+    """
+    try:
+        config = config_from_dict(payload["config"])
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"checkpoint {path}: invalid config ({exc})") from exc
+    model = model_class(config)
+    check_state_fits(path, model, payload["state_dict"])
+    model.load_state_dict(payload["state_dict"], strict=True)
+    if isinstance(map_location, (str, torch.device)):
+        model.to(map_location)
+    model.eval()
+    return model, config
+
+
+def checkpoint_meta(payload: dict[str, Any], *resume_keys: str) -> dict[str, Any]:
+    """``step``, ``extra``, ``format_version`` and the named resume states (None when absent)."""
+    meta = {"step": int(payload.get("step", 0)), "extra": payload.get("extra") or {},
+            "format_version": payload["format_version"]}
+    meta.update({key: payload.get(key) for key in resume_keys})
+    return meta

@@ -17,7 +17,8 @@ from typing import Any
 
 import torch
 
-from ..checkpoint_io import CheckpointError, check_state_fits, read_checkpoint_payload, write_checkpoint
+from ..checkpoint_io import (CheckpointError, build_model, checkpoint_meta, read_checkpoint_payload,
+                             write_checkpoint)
 from .config import BevConfig
 from .model import BevFusionModel
 
@@ -62,17 +63,6 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu"
     ``scheduler`` (state dicts or None, for resuming) and ``format_version``."""
     path = Path(path)
     payload = read_checkpoint(path, map_location)
-    try:
-        config = BevConfig.from_dict(payload["config"])
-    except (ValueError, TypeError) as exc:
-        raise CheckpointError(f"checkpoint {path}: invalid config ({exc})") from exc
-    model = BevFusionModel(config)
-    check_state_fits(path, model, payload["state_dict"])
-    model.load_state_dict(payload["state_dict"], strict=True)
-    if isinstance(map_location, (str, torch.device)):
-        model.to(map_location)
-    model.eval()
-    meta = {"step": int(payload.get("step", 0)), "extra": payload.get("extra") or {},
-            "optimizer": payload.get("optimizer"), "scheduler": payload.get("scheduler"),
-            "format_version": payload["format_version"]}
+    model, config = build_model(path, payload, BevConfig.from_dict, BevFusionModel, map_location)
+    meta = checkpoint_meta(payload, "optimizer", "scheduler")
     return model, config, meta

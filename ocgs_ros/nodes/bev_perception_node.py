@@ -22,8 +22,10 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
+from ocgs_ros.latest_worker import LatestWorker
 from ocgs_ros.ros import conversions, qos
 from ocgs_ros.ros.diagnostics import NodeDiagnostics
+from ocgs_ros.ros.frame_rejects import FrameRejects
 from ocgs_ros.ros.node_main import run_node
 from ocgs_ros.ros.params import Param, declare_and_read, non_negative, positive
 from ocgs_ros.ros.sensor_frames import FrameError, camera_from_messages, cloud_points, lookup, transform_points
@@ -108,14 +110,12 @@ class BevPerceptionNode(Node):
         self.pub_layers: dict[str, object] = {}  # created on the first prediction (layer names come from the model)
         self.diagnostics = NodeDiagnostics(self, "BEV perception", period_s=p["diagnostics_period_s"],
                                            expected_rates_hz={"frames": p["expected_rate_hz"]})
-        self.rejected: dict[str, int] = {}
+        self.rejects = FrameRejects(self.get_logger(), self.diagnostics)
         self.published = 0
         self.latencies_s: list[float] = []
         self.model_ms: list[float] = []
         self.last_prediction = None
-        from ocgs_ros.latest_worker import LatestWorker
-
-        self.worker = LatestWorker(self._process, self._on_worker_error, name="bev_worker")
+        self.worker = LatestWorker(self._process, self.rejects.on_worker_error, name="bev_worker")
         inputs = [(Image, t, qos.SENSOR_DATA) for t in p["image_topics"]]
         inputs += [(CameraInfo, t, qos.SENSOR_DATA) for t in p["camera_info_topics"]]
         inputs.append((PointCloud2, p["points_topic"], qos.SENSOR_DATA))
@@ -123,27 +123,21 @@ class BevPerceptionNode(Node):
         self.sync.registerCallback(self.on_frame)
         self.get_logger().info(f"BEV perception on {p['image_topics']} + {p['points_topic']} in {p['ego_frame']!r}")
 
+    @property
+    def rejected(self) -> dict[str, int]:
+        """Dropped input frames by reason (tf, encoding, pointcloud, stale, ...)."""
+        return self.rejects.counts
+
     def on_frame(self, *msgs) -> None:
         n = self.cameras
         images, infos, cloud = list(msgs[:n]), list(msgs[n:2 * n]), msgs[2 * n]
         stamp_ns = conversions.stamp_to_ns(cloud.header.stamp)
         self.diagnostics.tick("frames")
-        max_age = self.params["max_input_age_s"]
-        if max_age > 0:
-            age = (self.get_clock().now().nanoseconds - stamp_ns) * 1e-9
-            if age > max_age:
-                self._reject(FrameError("stale", f"frame at {stamp_ns * 1e-9:.3f} s is {age:.2f} s old"))
-                return
+        if self.rejects.reject_if_stale(self.get_clock().now().nanoseconds, stamp_ns,
+                                        self.params["max_input_age_s"]):
+            return
         kept = self.worker.submit(BevFrame(images, infos, cloud, stamp_ns))
         self.diagnostics.frame(dropped=not kept)
-
-    def _reject(self, error: FrameError) -> None:
-        self.rejected[error.reason] = self.rejected.get(error.reason, 0) + 1
-        self.diagnostics.set("rejected", dict(self.rejected))
-        self.get_logger().error(f"dropping frame: {error}", throttle_duration_sec=2.0)
-
-    def _on_worker_error(self, frame, exc: BaseException) -> None:
-        self._reject(exc if isinstance(exc, FrameError) else FrameError("processing", f"{type(exc).__name__}: {exc}"))
 
     def _process(self, frame: BevFrame) -> None:
         p = self.params

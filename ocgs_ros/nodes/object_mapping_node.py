@@ -26,8 +26,10 @@ import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
+from ocgs_ros.latest_worker import LatestWorker
 from ocgs_ros.ros import conversions, qos
 from ocgs_ros.ros.diagnostics import NodeDiagnostics
+from ocgs_ros.ros.frame_rejects import FrameRejects
 from ocgs_ros.ros.node_main import run_node
 from ocgs_ros.ros.params import Param, declare_and_read, non_negative, positive
 from ocgs_ros.ros.sensor_frames import (FrameError, camera_from_messages, cloud_points, in_view, lookup,
@@ -142,13 +144,11 @@ class ObjectMappingNode(Node):
         self.diagnostics = NodeDiagnostics(self, "object map", period_s=p["diagnostics_period_s"],
                                            expected_rates_hz={name: p["expected_rate_hz"] for name in
                                                               ("image", "camera_info", "points", "frames")})
-        self.rejected: dict[str, int] = {}
+        self.rejects = FrameRejects(self.get_logger(), self.diagnostics)
         self.published = 0
         self.latencies_s: list[float] = []
         self._last_gaussians_s = -1e9
-        from ocgs_ros.latest_worker import LatestWorker
-
-        self.worker = LatestWorker(self._process, self._on_worker_error, name="object_mapping_worker")
+        self.worker = LatestWorker(self._process, self.rejects.on_worker_error, name="object_mapping_worker")
         inputs = [(Image, p["image_topic"], qos.SENSOR_DATA), (CameraInfo, p["camera_info_topic"], qos.SENSOR_DATA),
                   (PointCloud2, p["points_topic"], qos.SENSOR_DATA)]
         self._subscribers, self.sync = make_synchronizer(self, inputs, p["sync_queue_size"], p["sync_slop_s"])
@@ -184,30 +184,20 @@ class ObjectMappingNode(Node):
         self.frames_integrated = 0
 
     # -- input -------------------------------------------------------------------------------
+    @property
+    def rejected(self) -> dict[str, int]:
+        """Dropped input frames by reason (tf, encoding, pointcloud, stale, ...)."""
+        return self.rejects.counts
+
     def on_frame(self, image: Image, info: CameraInfo, cloud: PointCloud2) -> None:
         """Synchronised frame (executor thread): cheap checks, then hand to the worker."""
         stamp_ns = conversions.stamp_to_ns(image.header.stamp)
         self.diagnostics.tick("frames")
-        max_age = self.params["max_input_age_s"]
-        if max_age > 0:
-            age = (self.get_clock().now().nanoseconds - stamp_ns) * 1e-9
-            if age > max_age:
-                self._reject(FrameError("stale", f"frame at {stamp_ns * 1e-9:.3f} s is {age:.2f} s old "
-                                                 f"(max_input_age_s {max_age})"))
-                return
+        if self.rejects.reject_if_stale(self.get_clock().now().nanoseconds, stamp_ns,
+                                        self.params["max_input_age_s"]):
+            return
         kept = self.worker.submit(SensorFrame(image, info, cloud, stamp_ns, time.monotonic()))
         self.diagnostics.frame(dropped=not kept)
-
-    def _reject(self, error: FrameError) -> None:
-        self.rejected[error.reason] = self.rejected.get(error.reason, 0) + 1
-        self.diagnostics.set("rejected", dict(self.rejected))
-        self.get_logger().error(f"dropping frame: {error}", throttle_duration_sec=2.0)
-
-    def _on_worker_error(self, frame, exc: BaseException) -> None:
-        if isinstance(exc, FrameError):
-            self._reject(exc)
-        else:
-            self._reject(FrameError("processing", f"{type(exc).__name__}: {exc}"))
 
     # -- worker ------------------------------------------------------------------------------
     def _process(self, frame: SensorFrame) -> None:

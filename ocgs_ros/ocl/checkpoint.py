@@ -18,7 +18,8 @@ from typing import Any
 
 import torch
 
-from ..checkpoint_io import CheckpointError, check_state_fits, read_checkpoint_payload, write_checkpoint
+from ..checkpoint_io import (CheckpointError, build_model, checkpoint_meta, read_checkpoint_payload,
+                             write_checkpoint)
 from .config import GoclConfig
 from .model import GoclModel
 
@@ -68,16 +69,6 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu"
     path = Path(path)
     payload = read_checkpoint_payload(path, map_location, CHECKPOINT_FORMAT, MODEL_KIND,
                                       CHECKPOINT_FORMAT_VERSION, "GOCL")
-    try:
-        config = GoclConfig.from_dict(payload["config"])
-    except (ValueError, TypeError) as exc:
-        raise CheckpointError(f"checkpoint {path}: invalid config ({exc})") from exc
-    model = GoclModel(config)
-    check_state_fits(path, model, payload["state_dict"])
-    model.load_state_dict(payload["state_dict"], strict=True)
-    if isinstance(map_location, (str, torch.device)):
-        model.to(map_location)
-    model.eval()
-    meta = {"step": int(payload.get("step", 0)), "extra": payload.get("extra") or {},
-            "optimizer": payload.get("optimizer"), "format_version": payload["format_version"]}
+    model, config = build_model(path, payload, GoclConfig.from_dict, GoclModel, map_location)
+    meta = checkpoint_meta(payload, "optimizer")
     return model, config, meta
