@@ -81,3 +81,18 @@ def test_keyframes_by_motion_and_window_sampling():
     for _ in range(50):
         seen_old.update(window.batch()[:2])
     assert seen_old == set(range(7))  # older keyframes all get revisited
+
+
+def test_soft_identity_loss_matches_hard_on_one_hot_targets_and_checks_shapes():
+    from ocgs_ros.gaussians.losses import identity_loss_soft
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(5, 6, 4, generator=g)
+    target = torch.randint(0, 4, (5, 6), generator=g)
+    one_hot = torch.nn.functional.one_hot(target, 4).float()
+    hard = torch.nn.functional.cross_entropy(logits.reshape(-1, 4), target.reshape(-1))
+    assert torch.allclose(identity_loss_soft(logits, one_hot), hard)
+    uniform = torch.full_like(one_hot, 0.25)  # a uniform target is best matched by uniform logits
+    assert identity_loss_soft(torch.zeros_like(logits), uniform) < identity_loss_soft(logits, uniform)
+    with pytest.raises(ValueError, match="identity_loss_soft"):
+        identity_loss_soft(logits, one_hot[..., :3])

@@ -23,6 +23,7 @@ def codebook_logits_from_kinds(kind: np.ndarray) -> np.ndarray:
 
 
 def test_mapper_fits_views_and_learns_identity():
+    torch.manual_seed(0)  # identity head init and densify splits draw from torch's global RNG
     world = TabletopWorld(TabletopConfig.from_dict({"camera": {"width": 64, "height": 48},
                                                     "lidar": {"beams": 32, "azimuth_steps": 512}}), seed=3)
     mapper = OnlineMapper(GaussianMapConfig(num_codebook_entries=M, max_gaussians=6000),
@@ -58,6 +59,10 @@ def test_bad_frames_are_rejected_and_depth_projection():
         mapper.integrate(np.zeros((24, 32, 3), np.float32), K, np.eye(4), np.zeros((1, 3)))
     with pytest.raises(ValueError, match="NaN"):
         mapper.integrate(np.zeros((24, 32, 3), np.uint8), K, np.eye(4), np.full((1, 3), np.nan))
+    with pytest.raises(ValueError, match="pixel_codebook_logits"):  # M+1 = 5 channels expected
+        mapper.integrate(np.zeros((24, 32, 3), np.uint8), K, np.eye(4), np.zeros((1, 3)), np.zeros((4, 24, 32)))
+    with pytest.raises(ValueError, match="identity_targets"):
+        MapperConfig(identity_targets="fuzzy")
     depth, u, v, inside = project_depth(np.array([[0.0, 0.0, 2.0], [0.0, 0.0, 1.0], [5.0, 0.0, -1.0]]),
                                         np.eye(4), K, 32, 24)
     assert inside.tolist() == [True, True, False]

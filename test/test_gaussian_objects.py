@@ -133,3 +133,12 @@ def test_box_helpers():
     assert np.allclose(center, [1, 2, 0.05], atol=0.01)
     assert aabb_iou([0, 0, 0], [1, 1, 1], [0.5, 0, 0], [1.5, 1, 1]) == pytest.approx(1 / 3)
     assert aabb_iou([0, 0, 0], [1, 1, 1], [2, 2, 2], [3, 3, 3]) == 0.0
+
+
+def test_entries_from_logits_is_a_two_level_decision():
+    from ocgs_ros.gaussians.map import entries_from_logits
+
+    # background 0.4 beats every single entry (0.3, 0.2, 0.1) but not "some object" (0.6)
+    probs = torch.tensor([[0.4, 0.3, 0.2, 0.1], [0.6, 0.2, 0.1, 0.1], [0.1, 0.1, 0.1, 0.7]])
+    assert entries_from_logits(probs.log()).tolist() == [0, -1, 2]
+    assert entries_from_logits(probs.log().t(), dim=0).tolist() == [0, -1, 2]

@@ -22,7 +22,9 @@ Metrics on held-out views: PSNR/SSIM of the rendered RGB; identity mIoU (rendere
 the tracked objects vs the ground-truth instance mask, Hungarian-matched per view, mean over visible
 objects); cross-view consistency (per GT object and view where it covers >= ``--min-pixels``
 pixels, does the majority rendered entry over its pixels equal its majority over all views; an
-object whose overall majority is background fails in every view);
+object whose overall majority is background fails in every view; rendered and GOCL per-pixel
+entries alike are read with ``map.entries_from_logits``: background if P(background) >= 0.5, else
+the most probable entry);
 cross-scene identity (kinds present in >= 2 scenes whose majority entries agree); instance recall
 (GT objects whose axis-aligned 3D box, the AABB of the simulator's oriented box, is matched by an
 instance AABB with IoU >= 0.5, Hungarian one-to-one). GOCL's own per-frame consistency on the same
@@ -45,7 +47,7 @@ from tqdm import tqdm
 from ocgs_ros.atomic_io import atomic_path, atomic_write_json
 from ocgs_ros.gaussians.eval_metrics import IdentityVotes, box_recall, gt_box_aabb, matched_instance_iou, psnr
 from ocgs_ros.gaussians.losses import ssim
-from ocgs_ros.gaussians.map import GaussianMapConfig
+from ocgs_ros.gaussians.map import GaussianMapConfig, entries_from_logits
 from ocgs_ros.gaussians.mapper import MapperConfig, OnlineMapper
 from ocgs_ros.gaussians.objects import ObjectConfig, ObjectTracker, render_instance_mask
 from ocgs_ros.ocl.checkpoint import load_checkpoint
@@ -73,6 +75,7 @@ class EvalConfig:
     iterations: int = 15
     max_gaussians: int = 20_000
     min_pixels: int = 20
+    identity_targets: str = "soft"  # MapperConfig.identity_targets (soft won on dev seed 5, see docs)
     seed: int = 0
 
 
@@ -177,7 +180,7 @@ def _render(mapper: OnlineMapper, frame: SimFrame):
     K = torch.as_tensor(frame.K, dtype=torch.float32)
     with torch.no_grad():
         rgb, _, logits, _ = mapper.render(view, K, frame.rgb.shape[1], frame.rgb.shape[0])
-    return rgb.clamp(0, 1).numpy(), logits.argmax(-1).numpy() - 1, view.numpy()
+    return rgb.clamp(0, 1).numpy(), entries_from_logits(logits).numpy(), view.numpy()
 
 
 def evaluate(cfg: EvalConfig, identity, progress: bool = True) -> tuple[dict, dict]:
@@ -190,7 +193,8 @@ def evaluate(cfg: EvalConfig, identity, progress: bool = True) -> tuple[dict, di
     num_entries = identity.num_entries
     map_config = GaussianMapConfig(num_codebook_entries=num_entries, max_gaussians=cfg.max_gaussians)
     mapper_config = MapperConfig(iterations_per_frame=cfg.iterations, densify_every=4 * cfg.iterations,
-                                 densify_start_iter=4 * cfg.iterations, seed=cfg.seed)
+                                 densify_start_iter=4 * cfg.iterations, identity_targets=cfg.identity_targets,
+                                 seed=cfg.seed)
     votes = {"codebook": IdentityVotes(), "baseline": IdentityVotes(), "gocl_frames": IdentityVotes()}
     psnrs, ssims, ious, recalls, per_scene = [], [], [], [], []
     iteration_times, figure = [], None
@@ -224,7 +228,7 @@ def evaluate(cfg: EvalConfig, identity, progress: bool = True) -> tuple[dict, di
             psnrs.append(psnr(rgb, target))
             ssims.append(float(ssim(torch.from_numpy(rgb).float(), torch.from_numpy(target).float())))
             instance_mask = render_instance_mask(mappers["codebook"], objects, view, f.K, f.rgb.shape[1], f.rgb.shape[0])
-            gocl_entries = pixel_logits[len(frames) + h].argmax(0).numpy() - 1
+            gocl_entries = entries_from_logits(pixel_logits[len(frames) + h], dim=0).numpy()
             visible = [g for g in gt_objects if (f.instance == g).sum() >= cfg.min_pixels]
             for g in visible:
                 pixels = f.instance == g
@@ -342,6 +346,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--max-gaussians", type=int, default=d.max_gaussians)
     p.add_argument("--lidar-beams", type=int, default=d.lidar_beams)
     p.add_argument("--lidar-azimuth-steps", type=int, default=d.lidar_azimuth_steps)
+    p.add_argument("--identity-targets", choices=("hard", "soft"), default=d.identity_targets,
+                   help="GOCL supervision: confidence-weighted argmax class, or its full distribution")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--oracle-identity", action="store_true",
@@ -353,7 +359,8 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = EvalConfig(dataset_seed=args.dataset_seed, scenes=args.scenes, frames=args.frames, heldout=args.heldout,
                      width=args.width, height=args.height, iterations=args.iterations,
                      max_gaussians=args.max_gaussians, lidar_beams=args.lidar_beams,
-                     lidar_azimuth_steps=args.lidar_azimuth_steps, seed=args.seed)
+                     lidar_azimuth_steps=args.lidar_azimuth_steps, identity_targets=args.identity_targets,
+                     seed=args.seed)
     checkpoint, meta = Path(args.checkpoint), {}
     if args.oracle_identity:
         identity = OracleIdentity()

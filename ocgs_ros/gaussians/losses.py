@@ -78,3 +78,15 @@ def identity_loss(rendered_logits: Tensor, target: Tensor, confidence: Tensor, m
         return rendered_logits.sum() * 0.0
     ce = F.cross_entropy(rendered_logits.reshape(-1, rendered_logits.shape[-1]), target.reshape(-1), reduction="none")
     return (ce * weight.reshape(-1)).sum() / weight.sum()
+
+
+def identity_loss_soft(rendered_logits: Tensor, target_probs: Tensor) -> Tensor:
+    """Cross entropy of rendered identity logits ``[H, W, M+1]`` against GOCL's full per-pixel
+    distribution ``[H, W, M+1]`` (soft targets: each view's uncertainty is kept, and the map's
+    per-Gaussian identity converges to the multi-view average of GOCL's distributions instead of
+    the majority of per-view hard labels, which a confidence threshold would mostly discard when
+    GOCL's codebook assignment is soft)."""
+    if rendered_logits.shape != target_probs.shape:
+        raise ValueError(f"identity_loss_soft: logits {tuple(rendered_logits.shape)} vs targets "
+                         f"{tuple(target_probs.shape)}")
+    return -(target_probs * F.log_softmax(rendered_logits, dim=-1)).sum(dim=-1).mean()

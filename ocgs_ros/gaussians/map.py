@@ -62,6 +62,19 @@ class GaussianMapConfig:
         return (self.sh_degree + 1) ** 2 - 1
 
 
+def entries_from_logits(logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Identity logits over {background, entry 0..M-1} → codebook entry (int64, -1 = background).
+
+    Two-level decision: background when P(background) >= 0.5, else the most probable entry. Taking the
+    plain argmax over all M+1 channels would compare the background against *one* entry, while GOCL
+    spreads an object's probability over several entries when its codebook assignment is soft — so an
+    object that is 70 % "some object" would still come out as background."""
+    probs = logits.float().softmax(dim=dim)
+    background = probs.select(dim, 0)
+    entry = probs.narrow(dim, 1, probs.shape[dim] - 1).argmax(dim=dim)
+    return torch.where(background >= 0.5, torch.full_like(entry, -1), entry)
+
+
 def rgb_to_sh0(rgb: torch.Tensor) -> torch.Tensor:
     return (rgb - 0.5) / SH_C0
 

@@ -18,7 +18,8 @@ from gsplat.cuda._torch_impl import _spherical_harmonics
 
 from ocgs_ros.gaussians.densify import DensifyConfig, DensifyController
 from ocgs_ros.gaussians.keyframes import KeyframeSelector, KeyframeWindow
-from ocgs_ros.gaussians.losses import depth_loss, identity_loss, identity_targets, photometric_loss
+from ocgs_ros.gaussians.losses import (depth_loss, identity_loss, identity_loss_soft, identity_targets,
+                                      photometric_loss)
 from ocgs_ros.gaussians.map import GaussianMap, GaussianMapConfig
 from ocgs_ros.gaussians.raster import gsplat_intrinsics, rasterize
 
@@ -33,6 +34,9 @@ class MapperConfig:
     ssim_weight: float = 0.2
     depth_weight: float = 0.1
     identity_weight: float = 0.3
+    # "hard": confidence-weighted CE on GOCL's per-pixel argmax class (pixels below 0.3 confidence
+    # dropped); "soft": CE against GOCL's full per-pixel distribution (losses.identity_loss_soft)
+    identity_targets: str = "hard"
     grow_alpha_threshold: float = 0.5  # a LiDAR point seeds a Gaussian where the render is more transparent
     # ... or where the point lies in front of the rendered surface by more than
     # max(grow_depth_tolerance, grow_depth_tolerance_rel * depth): the unseen side of an object seen
@@ -58,6 +62,10 @@ class MapperConfig:
                              grow_scale3d=self.densify_scale3d, prune_scale3d=self.prune_scale3d,
                              prune_opacity=self.prune_opacity, scene_scale=self.scene_scale)
 
+    def __post_init__(self):
+        if self.identity_targets not in ("hard", "soft"):
+            raise ValueError(f"MapperConfig.identity_targets must be 'hard' or 'soft', got {self.identity_targets!r}")
+
     @classmethod
     def from_dict(cls, values: dict) -> "MapperConfig":
         unknown = sorted(set(values) - {f.name for f in fields(cls)})
@@ -74,6 +82,7 @@ class Keyframe:
     identity_confidence: torch.Tensor | None  # [H, W]
     viewmat: torch.Tensor  # [4, 4] world → camera
     K: torch.Tensor  # [3, 3]
+    identity_probs: torch.Tensor | None = None  # [H, W, M+1] GOCL distribution ("soft" targets)
 
 
 def project_depth(points_world: np.ndarray, T_world_cam: np.ndarray, K: np.ndarray, width: int, height: int):
@@ -154,12 +163,19 @@ class OnlineMapper:
         viewmat = torch.as_tensor(np.linalg.inv(T_world_cam), dtype=torch.float32)
         K_t = torch.as_tensor(K, dtype=torch.float32)
         image = torch.as_tensor(rgb, dtype=torch.float32) / 255.0
-        target = confidence = None
+        target = confidence = probs = None
         if pixel_codebook_logits is not None:
-            target, confidence = identity_targets(torch.as_tensor(pixel_codebook_logits))
+            logits_t = torch.as_tensor(pixel_codebook_logits)
+            if logits_t.ndim != 3 or logits_t.shape[1:] != (height, width) \
+                    or logits_t.shape[0] != self.map.config.num_codebook_entries + 1:
+                raise ValueError(f"integrate: pixel_codebook_logits must be [M+1={self.map.config.num_codebook_entries + 1}, "
+                                 f"{height}, {width}], got {tuple(logits_t.shape)}")
+            target, confidence = identity_targets(logits_t)
+            if self.config.identity_targets == "soft":
+                probs = logits_t.float().softmax(dim=0).permute(1, 2, 0).contiguous()
         grown = self._grow(image, viewmat, K_t, points_world, u, v, inside, target)
         if self.selector.consider(T_world_cam):
-            self.keyframes.append(Keyframe(image, torch.from_numpy(depth), target, confidence, viewmat, K_t))
+            self.keyframes.append(Keyframe(image, torch.from_numpy(depth), target, confidence, viewmat, K_t, probs))
             self.window.added()
         losses = self._optimise()
         pruned = self._prune()
@@ -211,7 +227,10 @@ class OnlineMapper:
             dl = depth_loss(depth, kf.depth)
             loss = photo + cfg.depth_weight * dl
             il = torch.zeros(())
-            if kf.identity_target is not None:
+            if kf.identity_probs is not None:
+                il = identity_loss_soft(logits, kf.identity_probs)
+                loss = loss + cfg.identity_weight * il
+            elif kf.identity_target is not None:
                 il = identity_loss(logits, kf.identity_target, kf.identity_confidence)
                 loss = loss + cfg.identity_weight * il
             for opt in self.map.optimizers.values():

@@ -1,7 +1,8 @@
 """Object instances of the Gaussian map: extraction, stable ids, queries, rendered instance masks.
 
-Extraction (:func:`extract_instances`): every Gaussian whose decoded identity (argmax of the shared
-head's logits) is a codebook entry rather than background, and whose opacity is at least
+Extraction (:func:`extract_instances`): every Gaussian whose decoded identity
+(:func:`~ocgs_ros.gaussians.map.entries_from_logits` of the shared head's logits) is a codebook entry
+rather than background, and whose opacity is at least
 ``min_opacity``, is a candidate. Candidates of one entry are linked when their centres are closer
 than ``link_radius`` (scipy ``cKDTree.query_pairs``), and each connected component
 (``scipy.sparse.csgraph.connected_components``) with at least ``min_gaussians`` members is an
@@ -30,7 +31,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from ocgs_ros.gaussians.map import GaussianMap
+from ocgs_ros.gaussians.map import GaussianMap, entries_from_logits
 from ocgs_ros.gaussians.raster import gsplat_intrinsics, rasterize
 
 OBJECTS_FORMAT = "ocgs_ros.objects"
@@ -188,10 +189,14 @@ def extract_instances(gmap: GaussianMap, config: ObjectConfig | None = None) -> 
     config = config or ObjectConfig()
     if gmap.num_gaussians == 0:
         return []
-    probs = gmap.identity_logits().softmax(dim=1)
-    best_prob, best = probs.max(dim=1)
+    logits = gmap.identity_logits()
+    entry = entries_from_logits(logits, dim=1)
+    probs = logits.softmax(dim=1)
+    # confidence of the entry among the object entries (how sure the map is *which* object it is)
+    best_prob = probs[:, 1:].max(dim=1).values / (1.0 - probs[:, 0]).clamp_min(1e-12)
+    best = entry + 1  # channel
     opacity = gmap.opacities_act()
-    candidate = (best > 0) & (opacity >= config.min_opacity) & (best_prob >= config.min_probability)
+    candidate = (entry >= 0) & (opacity >= config.min_opacity) & (best_prob >= config.min_probability)
     means = gmap.params["means"].detach().double().numpy()
     colors = gmap.colors().numpy()
     best_np, prob_np = best.numpy(), best_prob.numpy()

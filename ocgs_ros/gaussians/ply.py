@@ -4,7 +4,7 @@ Vertex properties, in the order the original 3DGS code writes them (and viewers 
 ``x y z nx ny nz f_dc_0..2 f_rest_0..(3(K-1)-1) opacity scale_0..2 rot_0..3`` — raw, pre-activation
 values (opacity logit, log-scales, quaternion wxyz), ``f_rest`` channel-major (all R coefficients,
 then G, then B). Our additions come after and are ignored by viewers: ``identity_0..F-1`` and
-``codebook_entry`` (argmax identity, -1 = background). The identity head and map config, which a
+``codebook_entry`` (``map.entries_from_logits``, -1 = background). The identity head and map config, which a
 PLY vertex list cannot hold, go to a sidecar ``<name>.identity.json`` next to it.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ocgs_ros.atomic_io import atomic_path, atomic_write_json
-from ocgs_ros.gaussians.map import GaussianMap, GaussianMapConfig
+from ocgs_ros.gaussians.map import GaussianMap, GaussianMapConfig, entries_from_logits
 
 _PLY_TYPES = {"float": "f4", "float32": "f4", "double": "f8", "float64": "f8", "int": "i4", "int32": "i4",
               "uint": "u4", "uint32": "u4", "short": "i2", "int16": "i2", "ushort": "u2", "uint16": "u2",
@@ -46,7 +46,7 @@ def map_to_vertices(gmap: GaussianMap) -> np.ndarray:
     for i, name in enumerate(names):
         v[name] = columns[:, i]
     with torch.no_grad():
-        v["codebook_entry"] = (gmap.identity_logits().argmax(dim=1) - 1).cpu().numpy() if n else []
+        v["codebook_entry"] = entries_from_logits(gmap.identity_logits(), dim=1).cpu().numpy() if n else []
     return v
 
 
