@@ -34,9 +34,11 @@ class MapperConfig:
     ssim_weight: float = 0.2
     depth_weight: float = 0.1
     identity_weight: float = 0.3
-    # "hard": confidence-weighted CE on GOCL's per-pixel argmax class (pixels below 0.3 confidence
-    # dropped); "soft": CE against GOCL's full per-pixel distribution (losses.identity_loss_soft)
-    identity_targets: str = "hard"
+    # "soft": CE against GOCL's full per-pixel distribution (losses.identity_loss_soft; kept per
+    # keyframe, (M+1) x 4 bytes per pixel); "hard": confidence-weighted CE on GOCL's
+    # per-pixel argmax class, pixels below 0.3 confidence dropped — with GOCL's soft codebook
+    # assignment that drops most object pixels (docs/gaussian_map.md)
+    identity_targets: str = "soft"
     grow_alpha_threshold: float = 0.5  # a LiDAR point seeds a Gaussian where the render is more transparent
     # ... or where the point lies in front of the rendered surface by more than
     # max(grow_depth_tolerance, grow_depth_tolerance_rel * depth): the unseen side of an object seen
