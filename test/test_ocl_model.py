@@ -298,3 +298,19 @@ def test_segment_accepts_other_sizes(tiny_model):
 def test_segment_rejects_bad_images(tiny_model, images, error, message):
     with pytest.raises(error, match=message):
         GoclSegmenter(tiny_model).segment(images)
+
+
+def test_mask_temperature_sharpens_soft_masks_but_keeps_the_segmentation(tiny_model):
+    images = synthetic_images(3, seed=11)
+    tiny_model.eval()
+    with torch.no_grad():
+        model_masks = tiny_model(images).masks
+    raw = GoclSegmenter(tiny_model, mask_temperature=1.0).segment(images)
+    sharp = GoclSegmenter(tiny_model, mask_temperature=0.25).segment(images)
+    assert torch.allclose(raw.masks, model_masks, atol=1e-6)
+    assert torch.equal(raw.masks.argmax(1), sharp.masks.argmax(1))
+    assert torch.equal(raw.slot_codebook_ids, sharp.slot_codebook_ids)
+    assert float(sharp.masks.amax(1).mean()) > float(raw.masks.amax(1).mean())
+    assert torch.allclose(sharp.masks.sum(1), torch.ones(3, 32, 32), atol=1e-5)
+    with pytest.raises(ValueError, match="mask_temperature"):
+        GoclSegmenter(tiny_model, mask_temperature=0.0)

@@ -15,6 +15,16 @@ Layouts (K = num_object_slots + 1 slots, M = codebook_size entries):
   ``sum_k masks_k * pi_k[m]`` over object slots; background channel is the background mask. The
   channels are log-probabilities (logsumexp over channels = 0), floored at log(1e-8).
 
+Mask temperature: the masks are ``softmax(alpha_logits / mask_temperature)`` over slots. The
+argmax — the hard segmentation that FG-ARI/mIoU score — does not depend on it; the soft masks do.
+A trained model leaves a little alpha of every object slot on the table, so at temperature 1 about
+half of the background pixels (48.8 % on the validation set, seed 2) have P(background) < 0.5 even
+though the background slot wins them (94.6 %), and the mapper, which trains Gaussians on these
+per-pixel distributions, turns the table into objects. The default 0.5 (chosen on the validation
+set) brings that to 7 %, while object pixels with P(background) >= 0.5 rise from 2 % to 15 % —
+mostly the objects the hard segmentation already gives to the background. ``1.0`` gives the
+model's own masks.
+
 Any input size is accepted: images are resized (bilinear, antialiased) to the model's
 resolution, and masks and pixel probabilities are resized back (bilinear, which keeps them
 summing to 1) before the log is taken. Aspect ratio is not preserved: a 4:3 image is squeezed
@@ -31,6 +41,7 @@ from .model import BACKGROUND_SLOT, GoclModel
 
 BACKGROUND_CODE = -1
 PIXEL_PROB_FLOOR = 1e-8
+DEFAULT_MASK_TEMPERATURE = 0.5
 # Inputs may overshoot [0, 1] by float error from upstream conversions; more than this is a bug.
 RANGE_TOLERANCE = 1e-3
 
@@ -59,10 +70,13 @@ def _resize(tensor: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 class GoclSegmenter:
     """Deterministic segmentation with a trained :class:`GoclModel` (eval mode, no gradients)."""
 
-    def __init__(self, model: GoclModel):
+    def __init__(self, model: GoclModel, mask_temperature: float = DEFAULT_MASK_TEMPERATURE):
         if not isinstance(model, GoclModel):
             raise TypeError(f"GoclSegmenter needs a GoclModel, got {type(model).__name__}")
+        if not mask_temperature > 0:
+            raise ValueError(f"mask_temperature must be > 0, got {mask_temperature}")
         self.model = model
+        self.mask_temperature = float(mask_temperature)
 
     @property
     def device(self) -> torch.device:
@@ -100,7 +114,7 @@ class GoclSegmenter:
         finally:
             model.train(was_training)
 
-        masks = output.masks  # [B, K, h, w]
+        masks = (output.alpha_logits / self.mask_temperature).softmax(dim=1)  # [B, K, h, w]
         probs = output.codebook_probs  # [B, Ko, M]
         batch = masks.shape[0]
         object_masks = masks[:, BACKGROUND_SLOT + 1:]
