@@ -30,7 +30,7 @@ from ocgs_ros.ros import conversions, qos
 CONFIG = str(REPO / "config" / "ocgs.yaml")
 #: recall target of the issue (ObjectInstanceArray vs ground truth at 3D IoU 0.25)
 RECALL_TARGET = 0.8
-MAPPING_BUDGET_S = 45.0
+MAPPING_BUDGET_S = 60.0  # 2.5 orbits of the table at 5 Hz
 
 
 def _params(**values) -> list[str]:
@@ -153,13 +153,12 @@ def test_tabletop_sensors_to_objects_query_and_save(ros_node, node_process, gocl
     assert len(tracker.objects) > 0, "the saved objects JSON holds the map's objects"
 
     assert sim.stop() == 0 and mapper.stop() == 0, mapper.output()
-    # Published instances are real objects: at least one matches a ground-truth object at IoU 0.25.
-    # The issue's target (recall >= 0.8) is asserted only with OCGS_E2E_REQUIRE_RECALL=1: with the
-    # shipped GOCL our runs measured 0.4-0.6 (2-3 of 5); the same mapper + tracker fed the simulator's kind
-    # image instead of GOCL (in-process, 10 frames) reaches 1.0 (5/5) on this world, so the gap is
-    # GOCL's segmentation (most Gaussians of the missed objects decode as background).
+    # The issue's target: >= 80 % of the ground-truth objects recovered at 3D IoU 0.25 within the
+    # budget, with the shipped GOCL (measured 0.8-1.0 over our runs once GoclSegmenter's mask
+    # temperature kept the table out of the objects). OCGS_E2E_ALLOW_LOW_RECALL=1 reports instead of
+    # failing, for trying other checkpoints (OCGS_E2E_GOCL).
     assert result["matched"] >= 1, result
-    if os.environ.get("OCGS_E2E_REQUIRE_RECALL", "0") == "1":
+    if os.environ.get("OCGS_E2E_ALLOW_LOW_RECALL", "0") != "1":
         assert result["recall"] >= RECALL_TARGET, result
 
 
