@@ -36,14 +36,6 @@ import raster_bench  # noqa: E402  (sibling benchmark: scene + timing code reuse
 from ocgs_ros.atomic_io import atomic_write_json  # noqa: E402
 
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} missing from /proc/self/status")
-
-
 def run_mapping(config: dict) -> dict:
     """Integrate the benchmark sequence in this (fresh) process; returns timings and memory."""
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -75,7 +67,7 @@ def run_mapping(config: dict) -> dict:
         optimise_time[0] += time.perf_counter() - start
         return out
     mapper._optimise = timed_optimise
-    baseline_kib = _status_kib("VmRSS")
+    baseline_kib = raster_bench._status_kib("VmRSS")
     start = time.perf_counter()
     for i, f in enumerate(frames):
         mapper.integrate(f.rgb, f.K, f.T_world_cam, f.points_world, targets[i])
@@ -84,8 +76,8 @@ def run_mapping(config: dict) -> dict:
             "keyframes_per_s": len(mapper.keyframes) / total, "frames_per_s": len(frames) / total,
             "keyframes": len(mapper.keyframes), "iterations_total": mapper.iterations,
             "num_gaussians": mapper.map.num_gaussians, "densify_totals": dict(mapper.densifier.totals),
-            "peak_rss_mb": _status_kib("VmHWM") / 1024.0,
-            "peak_rss_increase_mb": (_status_kib("VmHWM") - baseline_kib) / 1024.0}
+            "peak_rss_mb": raster_bench._status_kib("VmHWM") / 1024.0,
+            "peak_rss_increase_mb": (raster_bench._status_kib("VmHWM") - baseline_kib) / 1024.0}
 
 
 def _in_fresh_process(fn, config: dict) -> dict:
