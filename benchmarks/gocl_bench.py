@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import platform
 import statistics
 import sys
@@ -83,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
                                                max(3, args.repeats // 4), 2)
     result.update(threads=args.threads, checkpoint=args.checkpoint, torch=torch.__version__,
                   platform=platform.platform(), command=" ".join(["python benchmarks/gocl_bench.py", *argv]),
-                  note="CPU shared with other jobs while measured; medians of repeated runs")
+                  load_average_1_5_15=[round(v, 2) for v in os.getloadavg()],
+                  note="medians of repeated runs; load_average shows how busy the CPU was at the end")
     atomic_write_json(args.out, result)
     print(f"gocl_bench: wrote {args.out}")
     return 0
