@@ -39,3 +39,17 @@ def test_status_levels_and_values(ros_node):
     level, message = diag.level_and_message({**summary, "dropped_ratio": 0.0, "rate_hz/camera": 10.0,
                                              "rate_hz/lidar": 9.0})
     assert level == DiagnosticStatus.OK and message == "ok"
+
+
+def test_status_can_go_from_ok_to_warn_and_back_without_raising(ros_node):
+    """rclpy raises when one logging call site changes severity; publish() must survive OK -> WARN
+    -> OK (it runs in the node's timer, so an exception there would stop the node)."""
+    diag = NodeDiagnostics(ros_node, "flapping", period_s=60.0, expected_rates_hz={"camera": 1.0}, log_every_s=0.0)
+    for _ in range(5):
+        diag.tick("camera")
+    levels = []
+    for dropped, count in ((False, 2), (True, 6), (False, 10)):  # drop ratio 0 -> 0.75 -> 0.33
+        for _ in range(count):
+            diag.frame(dropped=dropped)
+        levels.append(diag.publish().status[0].level)
+    assert levels == [DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.OK]

@@ -110,6 +110,11 @@ class NodeDiagnostics:
             self._last_log = time.monotonic()
             text = ", ".join(f"{k}={v}" for k, v in summary.items())
             log = self.node.get_logger()
-            (log.info if level == DiagnosticStatus.OK else log.warning)(f"{message} | {text}",
-                                                                        throttle_duration_sec=10.0)
+            # Two call sites on purpose: rclpy remembers each call site's severity and raises
+            # ("Logger severity cannot be changed between calls") — killing the node's timer — when
+            # one call site logs at INFO once and at WARN later.
+            if level == DiagnosticStatus.OK:
+                log.info(f"{message} | {text}", throttle_duration_sec=10.0)
+            else:
+                log.warning(f"{message} | {text}", throttle_duration_sec=10.0)
         return array
