@@ -9,9 +9,9 @@ process's own ROS domain):
 
 The tabletop is ``tabletop_gocl``, the tabletop the shipped GOCL model is trained on (square
 images, closer orbit, 2-5 objects), under a world seed no training scene uses.
-GOCL / BEV: the shipped checkpoints when present (tests need them loadable, not good), else small
-untrained ones written here, which exercise the same code paths (``OCGS_E2E_GOCL`` /
-``OCGS_E2E_BEV`` name other checkpoints to try).
+GOCL / BEV: the shipped checkpoints (the tabletop test asserts the issue's object recall with the
+shipped GOCL), else small untrained ones written here, which exercise the same code paths and skip
+the recall check (``OCGS_E2E_GOCL`` / ``OCGS_E2E_BEV`` name other checkpoints to try).
 """
 from __future__ import annotations
 
