@@ -35,6 +35,8 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
+from ocgs_ros.atomic_io import atomic_save_figure  # noqa: E402
+
 NODE_PARAMS = {"process_width": 80, "process_height": 60, "iterations_per_frame": 4, "max_points": 3000,
                "publish_gaussians_period_s": 5.0}
 
@@ -250,8 +252,7 @@ def _plot(results: dict, path: Path) -> None:
     b.set_xlabel("input rate (Hz)")
     b.set_ylabel("dropped-frame ratio")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    atomic_save_figure(fig, path, dpi=110)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..atomic_io import atomic_path, atomic_write_json, atomic_write_text
+from ..atomic_io import atomic_save_figure, atomic_write_json, atomic_write_text
 from ..training import DistributedContext, read_metrics, seed_everything
 from ..sim.dataset import write_driving_dataset
 from ..sim.types import CameraConfig, DrivingConfig
@@ -181,9 +181,7 @@ def plot_ablation(summary: dict[str, Any], path: Path) -> None:
         ax.set_title(f"{title} (mean ± std over seeds {summary['seeds']}, dots = seeds)")
         ax.tick_params(axis="x", rotation=20)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=80, format="png")
-    plt.close(fig)
+    atomic_save_figure(fig, path, dpi=80)
 
 
 def _num(value: float, fmt: str) -> str:

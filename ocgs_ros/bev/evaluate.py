@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..atomic_io import atomic_write_json
+from ..atomic_io import atomic_save_figure, atomic_write_json
 from .checkpoint import load_checkpoint
 from .config import TASKS, BevConfig
 from .data import BevSampleDataset, sim_dataset
@@ -92,8 +92,6 @@ def plot_examples(examples: Sequence[dict[str, Any]], cfg: BevConfig, path: Path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..atomic_io import atomic_path
-
     rows = len(examples)
     fig, axes = plt.subplots(rows, 4, figsize=(16, 3.6 * rows), squeeze=False)
     g, m = cfg.det_grid, cfg.map_grid
@@ -122,9 +120,7 @@ def plot_examples(examples: Sequence[dict[str, Any]], cfg: BevConfig, path: Path
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=70, format="png")
-    plt.close(fig)
+    atomic_save_figure(fig, path, dpi=70)
 
 
 def load_eval_dataset(args: argparse.Namespace, cfg: BevConfig) -> BevSampleDataset:

@@ -31,7 +31,7 @@ import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
-from ..atomic_io import atomic_path, atomic_write_json
+from ..atomic_io import atomic_save_figure, atomic_write_json
 from ..training import (DistributedContext, capture_rng_state, parse_overrides, read_metrics, restore_rng_state,
                         seed_everything, truncate_metrics)
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -157,9 +157,7 @@ def plot_curves(rows: list[dict[str, Any]], path: Path, title: str = "") -> None
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=70, format="png")
-    plt.close(fig)
+    atomic_save_figure(fig, path, dpi=70)
 
 
 # ----- training -----------------------------------------------------------------------------

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ocgs_ros.atomic_io import atomic_path, atomic_write_json
+from ocgs_ros.atomic_io import atomic_save_figure, atomic_write_json
 from ocgs_ros.gaussians.eval_metrics import IdentityVotes, box_recall, gt_box_aabb, matched_instance_iou, psnr
 from ocgs_ros.gaussians.losses import ssim
 from ocgs_ros.gaussians.map import GaussianMapConfig, entries_from_logits
@@ -311,9 +311,7 @@ def save_figure(path: Path, figure: dict) -> None:
         ax.axis("off")
     fig.suptitle(f"scene {figure['scene']} (dataset seed 7), frame {figure['frame']}", fontsize=10)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+    atomic_save_figure(fig, path, dpi=100)
 
 
 def _finite(obj):

@@ -1,12 +1,13 @@
 """Figures for GOCL evaluation: example decompositions and held-out learning curves (matplotlib)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
+
+from ..atomic_io import atomic_save_figure
 
 
 def codebook_palette(num_entries: int) -> np.ndarray:
@@ -24,13 +25,7 @@ def codebook_palette(num_entries: int) -> np.ndarray:
 
 
 def _save(fig: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    atomic_save_figure(fig, path, dpi=110)
 
 
 def _entry_map(masks: torch.Tensor, slot_ids: torch.Tensor) -> tuple[np.ndarray, list[tuple[float, float, int]]]:

@@ -19,7 +19,6 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
+from ..atomic_io import atomic_save_figure
 from ..training import (DistributedContext, capture_rng_state, parse_overrides, read_metrics,
                         restore_rng_state, seed_everything, truncate_metrics)
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -122,11 +122,7 @@ def plot_training_curves(rows: list[dict[str, Any]], path: Path) -> None:
         ax.set_xlabel("step")
         ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    os.replace(tmp, path)
+    atomic_save_figure(fig, path, dpi=80)
 
 
 # ----- codebook warm-up ---------------------------------------------------------------------

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ocgs_ros.atomic_io import atomic_save_figure
 from ocgs_ros.ros import conversions
 from ocgs_ros.ros.object_eval import ground_truth_boxes, match_objects
 
@@ -89,8 +90,7 @@ def tabletop_report(mapping_node, sim_node, output: Path) -> dict:
         ax.axis("off")
     fig.tight_layout()
     grid_path = output / "held_out_view.png"
-    fig.savefig(grid_path, dpi=120)
-    plt.close(fig)
+    atomic_save_figure(fig, grid_path, dpi=120)
 
     published = conversions.map_objects_to_msg(objects, "map", 0)
     recall = match_objects(ground_truth_boxes(conversions_objects_json(world)),
@@ -164,8 +164,7 @@ def bev_report(bev_node, sim_node, output: Path) -> dict:
         ax.axis("off")
     fig.tight_layout()
     path = output / "bev.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    atomic_save_figure(fig, path, dpi=110)
     return {"image": str(path), "frame_index": index, "detections": int(keep.sum()),
             "ground_truth_boxes": int(len(frame.boxes)), "map": metrics}
 
