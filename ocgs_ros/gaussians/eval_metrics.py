@@ -76,28 +76,26 @@ class IdentityVotes:
         best = max(counts.values())
         return min(v for v, c in counts.items() if c == best)
 
+    def _agreement(self, identified_only: bool) -> float | None:
+        agree = total = 0
+        for key, views in self.per_view.items():
+            overall = self.overall(key)
+            if overall >= 0:
+                agree += sum(v == overall for v in views)
+            if overall >= 0 or not identified_only:
+                total += len(views)
+        return agree / total if total else None
+
     def cross_view_consistency(self) -> float | None:
         """Fraction of (object, view) appearances whose majority is the object's overall majority.
         An object whose overall majority is background (-1) got no identity: all its views count as
         inconsistent (otherwise a map that labels everything background would score 1.0)."""
-        agree = total = 0
-        for key, views in self.per_view.items():
-            overall = self.overall(key)
-            if overall >= 0:
-                agree += sum(v == overall for v in views)
-            total += len(views)
-        return agree / total if total else None
+        return self._agreement(identified_only=False)
 
     def identified_cross_view_consistency(self) -> float | None:
         """Like :meth:`cross_view_consistency`, over the objects that got an identity only (overall
         majority not background): how stable the identity is where there is one."""
-        agree = total = 0
-        for key, views in self.per_view.items():
-            overall = self.overall(key)
-            if overall >= 0:
-                agree += sum(v == overall for v in views)
-                total += len(views)
-        return agree / total if total else None
+        return self._agreement(identified_only=True)
 
     def identified_fraction(self) -> float | None:
         """Fraction of objects whose overall majority is an identity (not background)."""

@@ -179,13 +179,8 @@ class BevPerceptionNode(Node):
         self.published += 1
 
     def stats(self) -> dict:
-        s = self.worker.stats
-        lat = np.asarray(self.latencies_s) * 1e3
         return {
-            "frames_synchronised": int(self.sync.emitted), "frames_processed": s.processed - s.failed,
-            "frames_dropped_busy": s.dropped, "frames_failed": s.failed, "rejected": dict(self.rejected),
-            "dropped_ratio": round(s.dropped_ratio, 4),
-            "latency_ms_median": round(float(np.median(lat)), 1) if lat.size else None,
+            **self.rejects.frame_stats(self.worker, self.sync, self.latencies_s),
             "model_ms_median": round(float(np.median(self.model_ms)), 1) if self.model_ms else None,
         }
 

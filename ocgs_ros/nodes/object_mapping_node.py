@@ -354,15 +354,10 @@ class ObjectMappingNode(Node):
 
     # -- figures and shutdown ----------------------------------------------------------------
     def stats(self) -> dict:
-        s = self.worker.stats
-        lat = np.asarray(self.latencies_s) * 1e3
         return {
-            "frames_synchronised": int(self.sync.emitted), "frames_processed": s.processed - s.failed,
-            "frames_dropped_busy": s.dropped, "frames_failed": s.failed, "rejected": dict(self.rejected),
+            **self.rejects.frame_stats(self.worker, self.sync, self.latencies_s),
             "dropped_stale_sync": int(getattr(self.sync, "dropped_stale", 0)),
-            "dropped_ratio": round(s.dropped_ratio, 4),
-            "latency_ms_median": round(float(np.median(lat)), 1) if lat.size else None,
-            "process_ms_mean": round(s.mean_duration_s * 1e3, 1), "objects": len(self.objects),
+            "process_ms_mean": round(self.worker.stats.mean_duration_s * 1e3, 1), "objects": len(self.objects),
             "gaussians": self.mapper.map.num_gaussians,
         }
 

@@ -3,6 +3,8 @@ counts in the node's /diagnostics status — shared by the perception nodes so t
 reports bad input the same way."""
 from __future__ import annotations
 
+import numpy as np
+
 from ocgs_ros.ros.diagnostics import NodeDiagnostics
 from ocgs_ros.ros.sensor_frames import FrameError
 
@@ -35,3 +37,15 @@ class FrameRejects:
         self.reject(FrameError("stale", f"frame at {stamp_ns * 1e-9:.3f} s is {age:.2f} s old "
                                         f"(max_input_age_s {max_age_s})"))
         return True
+
+    def frame_stats(self, worker, sync, latencies_s) -> dict:
+        """Frame counts both perception nodes report: synchronised, processed, dropped while busy,
+        failed and rejected frames, and the median stamp-to-output latency (ms)."""
+        s = worker.stats
+        lat = np.asarray(latencies_s) * 1e3
+        return {
+            "frames_synchronised": int(sync.emitted), "frames_processed": s.processed - s.failed,
+            "frames_dropped_busy": s.dropped, "frames_failed": s.failed, "rejected": dict(self.counts),
+            "dropped_ratio": round(s.dropped_ratio, 4),
+            "latency_ms_median": round(float(np.median(lat)), 1) if lat.size else None,
+        }
