@@ -3,7 +3,7 @@
 Both sides are boxes with a centre, extents (l, w, h) and a yaw about +z: the simulator's objects
 (``/sim/objects`` JSON) and the map's oriented boxes (``ObjectInstance`` poses, whose rotation is
 about z because the tracker fits gravity-aligned boxes). The IoU is the exact intersection of the
-two footprints (convex polygon clipping) times the overlap in z, over the union of the volumes.
+two footprints (``cv2.intersectConvexConvex``) times the overlap in z, over the union of the volumes.
 Matching is one-to-one (Hungarian on IoU), so one large blob cannot claim several objects.
 """
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 
+import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
@@ -22,49 +23,16 @@ def footprint(center, size, yaw: float) -> np.ndarray:
     return half @ np.array([[c, s], [-s, c]]) + np.asarray(center[:2], dtype=np.float64)
 
 
-def _clip(subject: np.ndarray, clip: np.ndarray) -> np.ndarray:
-    """Sutherland–Hodgman: ``subject`` polygon clipped by the convex CCW polygon ``clip``."""
-    out = subject
-    for i in range(len(clip)):
-        if len(out) == 0:
-            break
-        a, b = clip[i], clip[(i + 1) % len(clip)]
-        edge = b - a
-
-        def inside(p):
-            return edge[0] * (p[1] - a[1]) - edge[1] * (p[0] - a[0]) >= -1e-12
-
-        src, out = out, []
-        for j in range(len(src)):
-            p, q = src[j], src[(j + 1) % len(src)]
-            if inside(q):
-                if not inside(p):
-                    out.append(_intersect(p, q, a, b))
-                out.append(q)
-            elif inside(p):
-                out.append(_intersect(p, q, a, b))
-        out = np.array(out).reshape(-1, 2)
-    return out
-
-
-def _intersect(p, q, a, b) -> np.ndarray:
-    d1, d2 = q - p, b - a
-    denom = d1[0] * d2[1] - d1[1] * d2[0]
-    t = ((a[0] - p[0]) * d2[1] - (a[1] - p[1]) * d2[0]) / denom if abs(denom) > 1e-15 else 0.0
-    return p + t * d1
-
-
-def _area(poly: np.ndarray) -> float:
-    if len(poly) < 3:
-        return 0.0
-    x, y = poly[:, 0], poly[:, 1]
-    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+def footprint_overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """Area of the intersection of two convex footprints (OpenCV's convex-polygon intersection)."""
+    area, _ = cv2.intersectConvexConvex(a.astype(np.float32), b.astype(np.float32))
+    return max(0.0, float(area))
 
 
 def box_iou_3d(center_a, size_a, yaw_a: float, center_b, size_b, yaw_b: float) -> float:
     """IoU of two boxes that rotate about z only (``center`` is the box centre, ``size`` l, w, h)."""
     size_a, size_b = np.abs(np.asarray(size_a, dtype=np.float64)), np.abs(np.asarray(size_b, dtype=np.float64))
-    inter_xy = _area(_clip(footprint(center_a, size_a, yaw_a), footprint(center_b, size_b, yaw_b)))
+    inter_xy = footprint_overlap(footprint(center_a, size_a, yaw_a), footprint(center_b, size_b, yaw_b))
     za, zb = float(center_a[2]), float(center_b[2])
     inter_z = max(0.0, min(za + size_a[2] / 2, zb + size_b[2] / 2) - max(za - size_a[2] / 2, zb - size_b[2] / 2))
     inter = inter_xy * inter_z
