@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-import cv2
 import numpy as np
 import torch
 
+from ..camera import resize_image
 from .config import BevConfig, GridSpec
 from .model import BevInputs
 from .targets import BOX_DIM, encode_targets
@@ -49,19 +49,10 @@ def resize_images(images: np.ndarray, intrinsics: np.ndarray, height: int, width
     With pixel centres at integer coordinates (docs/conventions.md) a scale ``s`` maps
     ``u -> (u + 0.5) s - 0.5``, so ``fx' = s fx`` and ``cx' = s (cx + 0.5) - 0.5``.
     """
-    n, h, w = images.shape[:3]
-    if (h, w) == (height, width):
+    if tuple(images.shape[1:3]) == (height, width):
         return images, intrinsics.astype(np.float64)
-    sx, sy = width / w, height / h
-    interp = cv2.INTER_AREA if sx < 1 and sy < 1 else cv2.INTER_LINEAR
-    out = np.stack([cv2.resize(np.ascontiguousarray(img), (width, height), interpolation=interp) for img in images])
-    k = intrinsics.astype(np.float64).copy()
-    k[:, 0, 0] *= sx
-    k[:, 0, 1] *= sx
-    k[:, 0, 2] = sx * (k[:, 0, 2] + 0.5) - 0.5
-    k[:, 1, 1] *= sy
-    k[:, 1, 2] = sy * (k[:, 1, 2] + 0.5) - 0.5
-    return out, k
+    resized = [resize_image(img, k, width, height) for img, k in zip(images, intrinsics)]
+    return np.stack([img for img, _ in resized]), np.stack([k for _, k in resized])
 
 
 def check_sensor_arrays(images: np.ndarray, intrinsics: np.ndarray, T_ego_cam: np.ndarray, points: np.ndarray,

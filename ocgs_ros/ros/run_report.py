@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ocgs_ros.atomic_io import atomic_save_figure
+from ocgs_ros.camera import scale_intrinsics
 from ocgs_ros.ros import conversions
 from ocgs_ros.ros.object_eval import ground_truth_boxes, match_objects
 
@@ -60,10 +61,7 @@ def tabletop_report(mapping_node, sim_node, output: Path) -> dict:
         # held-out view at the map's processing resolution
         width = mapping_node.params["process_width"] or world.config.camera.width
         height = mapping_node.params["process_height"] or world.config.camera.height
-        scale = np.diag([width / world.config.camera.width, height / world.config.camera.height, 1.0])
-        K = scale @ world.K
-        K[0, 2] = width / world.config.camera.width * (world.K[0, 2] + 0.5) - 0.5
-        K[1, 2] = height / world.config.camera.height * (world.K[1, 2] + 0.5) - 0.5
+        K = scale_intrinsics(world.K, width / world.config.camera.width, height / world.config.camera.height)
         index = HELD_OUT_INDEX
         T_world_cam = held_out_view(world, index)
         viewmat = np.linalg.inv(T_world_cam)

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
+from ocgs_ros.camera import resize_image
 from ocgs_ros.ros import conversions
 from ocgs_ros.ros.tf import lookup_matrix, transform_exceptions
 
@@ -49,15 +49,8 @@ def camera_from_messages(image_msg, info_msg, width: int = 0, height: int = 0) -
         raise FrameError("camera_info", f"image is {rgb.shape[1]}x{rgb.shape[0]} but its CameraInfo says "
                                         f"{camera.width}x{camera.height}")
     K = np.array(camera.K, dtype=np.float64)
-    if width and height and (width, height) != (rgb.shape[1], rgb.shape[0]):
-        sx, sy = width / rgb.shape[1], height / rgb.shape[0]
-        # Pixel centres at integers: u' + 0.5 = s (u + 0.5), so cx' = s (cx + 0.5) - 0.5.
-        K[0, 0] *= sx
-        K[1, 1] *= sy
-        K[0, 2] = sx * (K[0, 2] + 0.5) - 0.5
-        K[1, 2] = sy * (K[1, 2] + 0.5) - 0.5
-        shrink = sx < 1 and sy < 1
-        rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    if width and height:
+        rgb, K = resize_image(rgb, K, width, height)
     return CameraFrame(np.ascontiguousarray(rgb), K, image_msg.header.frame_id)
 
 
