@@ -33,7 +33,7 @@ from ocgs_ros.ros.frame_rejects import FrameRejects
 from ocgs_ros.ros.node_main import run_node
 from ocgs_ros.ros.params import Param, declare_and_read, non_negative, positive
 from ocgs_ros.ros.sensor_frames import (FrameError, camera_from_messages, cloud_points, in_view, lookup,
-                                        transform_points)
+                                        subsample_points, transform_points)
 from ocgs_ros.ros.sync import make_synchronizer
 from ocgs_ros.ros.tf import make_tf_buffer, make_transform_listener
 
@@ -214,8 +214,7 @@ class ObjectMappingNode(Node):
         points = points[visible]
         if len(points) == 0:
             raise FrameError("empty_cloud", "no LiDAR return falls inside the camera image")
-        if p["max_points"] and len(points) > p["max_points"]:
-            points = points[np.sort(self._rng.choice(len(points), p["max_points"], replace=False))]
+        points = subsample_points(points, p["max_points"], self._rng)
         points_world = transform_points(T_world_lidar, points)
         logits = self._segment(camera.rgb)
         with self._map_lock:

@@ -54,12 +54,10 @@ def camera_from_messages(image_msg, info_msg, width: int = 0, height: int = 0) -
     return CameraFrame(np.ascontiguousarray(rgb), K, image_msg.header.frame_id)
 
 
-def cloud_points(cloud_msg, with_intensity: bool = False, max_points: int = 0,
-                 rng: np.random.Generator | None = None) -> np.ndarray:
+def cloud_points(cloud_msg, with_intensity: bool = False) -> np.ndarray:
     """PointCloud2 -> float32 ``[N, 3]`` (or ``[N, 4]`` with intensity, 0 where the cloud has none).
 
     Non-finite points are removed; a malformed layout or an empty result raises FrameError.
-    ``max_points`` > 0 keeps a random subset of that size (bounded work per frame).
     """
     try:
         array = conversions.pointcloud2_to_array(cloud_msg, skip_nans=True)
@@ -75,10 +73,15 @@ def cloud_points(cloud_msg, with_intensity: bool = False, max_points: int = 0,
     points = points[np.isfinite(points).all(axis=1)]
     if len(points) == 0:
         raise FrameError("empty_cloud", "PointCloud2 has no finite points")
-    if max_points and len(points) > max_points:
-        rng = rng or np.random.default_rng(0)
-        points = points[np.sort(rng.choice(len(points), max_points, replace=False))]
     return points
+
+
+def subsample_points(points: np.ndarray, max_points: int, rng: np.random.Generator) -> np.ndarray:
+    """At most ``max_points`` rows of ``points`` (a random subset in the original order; 0 = all):
+    bounded work per frame."""
+    if not max_points or len(points) <= max_points:
+        return points
+    return points[np.sort(rng.choice(len(points), max_points, replace=False))]
 
 
 def lookup(tf_buffer, target: str, source: str, stamp_ns: int, timeout_s: float) -> np.ndarray:
