@@ -2,18 +2,20 @@
 rendered instance masks, JSON round trip."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
-from ocgs_ros.gaussians.map import GaussianMap, GaussianMapConfig
+from ocgs_ros.gaussians.map import GaussianMap, GaussianMapConfig, entries_from_logits
 from ocgs_ros.gaussians.objects import (MapObject, ObjectConfig, ObjectTracker, aabb_iou, extract_instances,
                                         oriented_box, render_instance_mask)
 
 M = 6  # codebook entries; channel c = entry c - 1, channel 0 = background
 
 
-def _blob(center, count, seed, spread=0.01):
+def _blob(center, count, seed, spread=0.01):  # loose clouds: tests link them at 3 cm
     return np.asarray(center) + np.random.default_rng(seed).normal(scale=spread, size=(count, 3))
 
 
@@ -53,7 +55,7 @@ def test_extraction_groups_by_entry_and_connectivity():
 
 def test_ids_stay_stable_while_the_map_grows():
     gmap = _map()
-    tracker = ObjectTracker(ObjectConfig(min_gaussians=20))
+    tracker = ObjectTracker(ObjectConfig(min_gaussians=20, link_radius=0.03))
     first = {o.codebook_entry * 10 + int(o.centroid[0] > 0.2): o.id for o in tracker.update(gmap)}
     assert sorted(first.values()) == [1, 2, 3]
     # the map changes: the table loses some Gaussians (indices shift), objects grow, a new one appears
@@ -71,7 +73,7 @@ def test_ids_stay_stable_while_the_map_grows():
 
 
 def test_queries():
-    tracker = ObjectTracker(ObjectConfig(min_gaussians=20))
+    tracker = ObjectTracker(ObjectConfig(min_gaussians=20, link_radius=0.03))
     tracker.update(_map())
     assert {o.num_gaussians for o in tracker.query_by_codebook(2)} == {60, 50}
     assert tracker.query_by_codebook(5) == []
@@ -89,7 +91,7 @@ def test_queries():
 
 def test_instance_mask_rendering_follows_objects_and_occlusion():
     gmap = _map()
-    tracker = ObjectTracker(ObjectConfig(min_gaussians=20))
+    tracker = ObjectTracker(ObjectConfig(min_gaussians=20, link_radius=0.03))
     objects = tracker.update(gmap)
     a = next(o for o in objects if o.num_gaussians == 60)
     c = next(o for o in objects if o.codebook_entry == 4)
@@ -109,7 +111,7 @@ def test_instance_mask_rendering_follows_objects_and_occlusion():
 
 
 def test_json_round_trip_and_errors():
-    tracker = ObjectTracker(ObjectConfig(min_gaussians=20, up_axis=None))
+    tracker = ObjectTracker(ObjectConfig(min_gaussians=20, link_radius=0.03, up_axis=None))
     tracker.update(_map())
     copy = ObjectTracker.from_json(tracker.to_json())
     assert copy.config == tracker.config and copy.next_id == tracker.next_id
@@ -142,3 +144,51 @@ def test_entries_from_logits_is_a_two_level_decision():
     probs = torch.tensor([[0.4, 0.3, 0.2, 0.1], [0.6, 0.2, 0.1, 0.1], [0.1, 0.1, 0.1, 0.7]])
     assert entries_from_logits(probs.log()).tolist() == [0, -1, 2]
     assert entries_from_logits(probs.log().t(), dim=0).tolist() == [0, -1, 2]
+
+
+def _object_on_table(foot_z: float, table_z: float = 0.0, up=(0.0, 0.0, 1.0)):
+    """A 6 cm tall column of entry-2 Gaussians from ``foot_z`` up, on a table of background
+    Gaussians at height ``table_z`` (only around the column: under it is never seen)."""
+    gmap = GaussianMap(GaussianMapConfig(num_codebook_entries=M, identity_dim=8))
+    with torch.no_grad():
+        gmap.identity_head.weight.zero_()
+        gmap.identity_head.weight[:, :M + 1] = 10 * torch.eye(M + 1)
+        gmap.identity_head.bias.zero_()
+    rng = np.random.default_rng(0)
+    column = np.c_[rng.uniform(-0.02, 0.02, (80, 2)), rng.uniform(foot_z, table_z + 0.06, 80)]
+    ring = rng.uniform(-0.08, 0.08, (400, 2))
+    ring = ring[np.linalg.norm(ring, axis=1) > 0.03]
+    table = np.c_[ring, np.full(len(ring), table_z)]
+    flip = np.diag([1.0, 1.0, 1.0]) if up[2] > 0 else np.diag([1.0, -1.0, -1.0])  # up = -z: world upside down
+    _add(gmap, column @ flip.T, channel=3)
+    _add(gmap, table @ flip.T, channel=0)
+    return gmap
+
+
+@pytest.mark.parametrize("foot_z, expect_bottom", [(-0.015, 0.0),  # sinks into the table: raised to it
+                                                   (0.012, 0.0),  # floats 1.2 cm above (< snap): lowered
+                                                   (0.035, None)])  # 3.5 cm above: a real gap, kept
+def test_box_bottoms_snap_to_the_support_surface(foot_z, expect_bottom):
+    config = ObjectConfig(min_gaussians=20, box_sigma=0.0, box_trim=0.0, support_snap=0.02)
+    (obj,) = extract_instances(_object_on_table(foot_z), config)
+    (raw,) = extract_instances(_object_on_table(foot_z), dataclasses.replace(config, support_snap=0.0))
+    assert raw.aabb_min[2] == pytest.approx(foot_z, abs=2e-3)  # without snapping: where the Gaussians are
+    bottom = foot_z if expect_bottom is None else expect_bottom
+    assert obj.aabb_min[2] == pytest.approx(bottom, abs=2e-3)
+    assert obj.box_center[2] - obj.box_size[2] / 2 == pytest.approx(bottom, abs=2e-3)
+    assert obj.aabb_max[2] == pytest.approx(raw.aabb_max[2]) and obj.box_center[2] + obj.box_size[2] / 2 == \
+        pytest.approx(raw.aabb_max[2], abs=1e-6)  # the top never moves
+    assert np.allclose(obj.aabb_min[:2], raw.aabb_min[:2]) and np.allclose(obj.aabb_max[:2], raw.aabb_max[:2])
+
+
+def test_support_snap_with_a_downward_up_axis_and_without_support():
+    config = ObjectConfig(min_gaussians=20, box_sigma=0.0, box_trim=0.0, up_axis=(0.0, 0.0, -1.0))
+    (obj,) = extract_instances(_object_on_table(-0.015, up=(0.0, 0.0, -1.0)), config)
+    assert obj.aabb_max[2] == pytest.approx(0.0, abs=2e-3)  # the bottom face is the max-z face here
+    # no background Gaussians around the object: no support estimate, the box stays as measured
+    gmap = _object_on_table(-0.015)
+    gmap.remove(entries_from_logits(gmap.identity_logits(), dim=1) < 0)
+    (alone,) = extract_instances(gmap, ObjectConfig(min_gaussians=20, box_sigma=0.0, box_trim=0.0))
+    assert alone.aabb_min[2] == pytest.approx(-0.015, abs=2e-3)
+    with pytest.raises(ValueError):
+        ObjectConfig(support_snap=-0.01)

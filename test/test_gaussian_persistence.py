@@ -19,7 +19,7 @@ from ocgs_ros.gaussians.persistence import load_map, map_paths, save_map  # noqa
 @pytest.mark.parametrize("target", ["prefix", "dir"])
 def test_round_trip(tmp_path, target):
     gmap = _map()
-    tracker = ObjectTracker(ObjectConfig(min_gaussians=20))
+    tracker = ObjectTracker(ObjectConfig(min_gaussians=20, link_radius=0.03))
     tracker.update(gmap)
     where = tmp_path / "scene1" if target == "prefix" else tmp_path
     paths = save_map(where, gmap, tracker)
