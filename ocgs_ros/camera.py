@@ -1,6 +1,7 @@
-"""Pinhole intrinsics under the project convention (pixel centres at integer coordinates,
-docs/conventions.md) when an image is resized — shared by the ROS adapters, the BEV model's input
-path and the demo report, so every resize moves K the same way."""
+"""Pinhole camera helpers under the project convention (pixel centres at integer coordinates,
+docs/conventions.md): intrinsics when an image is resized — shared by the ROS adapters, the BEV
+model's input path and the demo report, so every resize moves K the same way — and depth-image
+back-projection (the mapper's depth-camera input)."""
 from __future__ import annotations
 
 import cv2
@@ -32,3 +33,20 @@ def resize_image(rgb: np.ndarray, K: np.ndarray, width: int, height: int) -> tup
     interpolation = cv2.INTER_AREA if sx < 1 and sy < 1 else cv2.INTER_LINEAR
     resized = cv2.resize(np.ascontiguousarray(rgb), (width, height), interpolation=interpolation)
     return resized, scale_intrinsics(K, sx, sy)
+
+
+def backproject_depth(depth: np.ndarray, K: np.ndarray, T_world_cam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """World points ``[P, 3]`` of the valid pixels of a z-depth image ``[H, W]`` (metres; 0, negative
+    or non-finite = no return) and those pixels' flat indices ``[P]`` (row-major)."""
+    depth = np.asarray(depth, dtype=np.float64)
+    if depth.ndim != 2:
+        raise ValueError(f"depth must be [H, W], got shape {depth.shape}")
+    with np.errstate(invalid="ignore"):
+        valid = np.isfinite(depth) & (depth > 0)
+    flat = np.flatnonzero(valid)
+    v, u = np.divmod(flat, depth.shape[1])
+    z = depth.reshape(-1)[flat]
+    rays = np.linalg.solve(np.asarray(K, dtype=np.float64), np.stack([u, v, np.ones_like(u)]).astype(np.float64))
+    points_cam = (rays * z).T
+    T = np.asarray(T_world_cam, dtype=np.float64)
+    return points_cam @ T[:3, :3].T + T[:3, 3], flat

@@ -275,3 +275,37 @@ def test_invalid_parameters_fail_at_start_with_a_clear_error(ros_context, gocl_c
     garbage.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="gocl_checkpoint"):
         make_node(ros_context, gocl_checkpoint, gocl_checkpoint=str(garbage))
+
+
+def test_a_registered_depth_camera_feeds_the_map_and_bad_depth_is_dropped(ros_context, gocl_checkpoint, sim_frames):
+    static, frames = sim_frames
+    node = make_node(ros_context, gocl_checkpoint, gocl_checkpoint="none", depth_topic="/camera/depth",
+                     grow_max_points=5000, max_points=1)
+    calls = []
+    integrate = node.mapper.integrate
+    node.mapper.integrate = lambda *args, **kwargs: calls.append(kwargs.get("depth")) or integrate(*args, **kwargs)
+    try:
+        feed_tf(node, static, frames[0])
+        depth_msg = frames[0]["/sim/camera/depth"]  # the simulator's depth image, registered to the camera
+        assert len(node._subscribers) == 4
+        node.on_frame(*parts(frames[0]), depth_msg)
+        assert node.worker.wait_idle(60.0)
+        assert node.published == 1 and not node.rejected, node.rejected
+        depth = calls[-1]
+        assert depth is not None and depth.shape == (48, 64) and depth.dtype == np.float32
+        expected = conversions.depth_msg_to_metres(depth_msg)
+        assert np.array_equal(depth, expected)  # 64x48 in, 64x48 processing: untouched
+        # with 1 LiDAR point per frame, the depth pixels are what the map grew from
+        assert node.mapper.map.num_gaussians > 0.5 * (expected > 0).sum()
+
+        wrong_encoding = copy.deepcopy(depth_msg)
+        wrong_encoding.encoding = "rgb8"
+        wrong_frame = copy.deepcopy(depth_msg)
+        wrong_frame.header.frame_id = "elsewhere"
+        small = conversions.metres_to_depth_msg(expected[::2, ::2], depth_msg.header.frame_id, depth_msg.header.stamp)
+        for bad in (wrong_encoding, wrong_frame, small):
+            node.on_frame(*parts(frames[0]), bad)
+            assert node.worker.wait_idle(60.0)
+        assert node.rejected == {"depth": 3} and node.published == 1
+    finally:
+        node.destroy_node()

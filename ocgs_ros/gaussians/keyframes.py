@@ -4,6 +4,11 @@ A frame becomes a keyframe when the camera has moved or turned enough since the 
 (motion is a cheap, robust proxy for new overlap). Each step trains on the newest keyframes
 (a sliding window) plus a few older ones sampled at random, so the map keeps fitting what it saw
 earlier instead of forgetting it.
+
+Keyframes cost memory (image, depth and the identity distribution: ``(M+1) x 4`` bytes per pixel),
+so a long-running mapper keeps at most a budget of them; when it is exceeded, the older keyframe
+(outside the window) whose pose is closest to another kept keyframe is dropped
+(:func:`most_redundant_keyframe`): that view adds the least coverage.
 """
 from __future__ import annotations
 
@@ -58,6 +63,12 @@ class KeyframeWindow:
         self._count += 1
         return self._count - 1
 
+    def removed(self) -> None:
+        """Register that one keyframe was dropped from the list (indices after it shift down)."""
+        if self._count == 0:
+            raise ValueError("KeyframeWindow.removed: no keyframes registered")
+        self._count -= 1
+
     def batch(self) -> list[int]:
         recent = list(range(max(0, self._count - self.window), self._count))
         older = self._count - len(recent)
@@ -65,3 +76,26 @@ class KeyframeWindow:
             return recent
         picked = self._rng.choice(older, size=min(self.old_samples, older), replace=False)
         return sorted(int(i) for i in picked) + recent
+
+
+def most_redundant_keyframe(poses: list[np.ndarray], protect_newest: int, translation_scale_m: float,
+                            rotation_scale_deg: float) -> int | None:
+    """Index of the keyframe to drop from ``poses`` (``T_world_cam`` in keyframe order): among all
+    but the ``protect_newest`` newest, the one nearest to any other keyframe, measured as
+    ``translation / translation_scale_m + rotation / rotation_scale_deg`` (the selector's own
+    thresholds, so both count alike); the older wins a tie. None if every keyframe is protected."""
+    candidates = len(poses) - max(protect_newest, 0)
+    if candidates <= 0 or len(poses) < 2:
+        return None
+    best, best_distance = None, np.inf
+    for i in range(candidates):
+        nearest = min(_pose_distance(poses[i], poses[j], translation_scale_m, rotation_scale_deg)
+                      for j in range(len(poses)) if j != i)
+        if nearest < best_distance:
+            best, best_distance = i, nearest
+    return best
+
+
+def _pose_distance(T_a: np.ndarray, T_b: np.ndarray, translation_scale_m: float, rotation_scale_deg: float) -> float:
+    moved, turned = pose_change(T_a, T_b)
+    return moved / translation_scale_m + turned / rotation_scale_deg

@@ -1,8 +1,9 @@
 """Online object-aware Gaussian mapping: integrate posed camera + LiDAR frames with GOCL identity
 targets into a :class:`GaussianMap`.
 
-Per frame: (1) grow — LiDAR points (world frame) that project where the current map is still
-transparent become new Gaussians, coloured from the image; (2) keyframe — if the camera moved
+Per frame: (1) grow — LiDAR points (world frame), and the back-projected pixels of a depth image
+where the camera has one, that project where the current map is still transparent become new
+Gaussians, coloured from the image; (2) keyframe — if the camera moved
 enough; (3) optimise a fixed budget of iterations over the keyframe window plus sampled older
 keyframes, with L1 + D-SSIM, LiDAR depth and confidence-weighted identity cross-entropy, densifying
 and pruning with gsplat's strategy under the hard cap (:mod:`.densify`); (4) prune Gaussians that
@@ -16,8 +17,9 @@ import numpy as np
 import torch
 from gsplat.cuda._torch_impl import _spherical_harmonics
 
+from ocgs_ros.camera import backproject_depth
 from ocgs_ros.gaussians.densify import DensifyConfig, DensifyController
-from ocgs_ros.gaussians.keyframes import KeyframeSelector, KeyframeWindow
+from ocgs_ros.gaussians.keyframes import KeyframeSelector, KeyframeWindow, most_redundant_keyframe
 from ocgs_ros.gaussians.losses import (depth_loss, identity_loss, identity_loss_soft, identity_targets,
                                       photometric_loss)
 from ocgs_ros.gaussians.map import GaussianMap, GaussianMapConfig
@@ -31,6 +33,9 @@ class MapperConfig:
     old_samples: int = 2
     min_translation_m: float = 0.05
     min_rotation_deg: float = 5.0
+    # memory bound on the keyframe list (a 320x240 keyframe with 33 identity channels is ~10 MB);
+    # beyond it the most redundant older keyframe is dropped (keyframes.most_redundant_keyframe)
+    max_keyframes: int = 48
     ssim_weight: float = 0.2
     depth_weight: float = 0.1
     identity_weight: float = 0.3
@@ -65,6 +70,8 @@ class MapperConfig:
                              prune_opacity=self.prune_opacity, scene_scale=self.scene_scale)
 
     def __post_init__(self):
+        if self.max_keyframes < self.window + 1:
+            raise ValueError(f"MapperConfig.max_keyframes must exceed window ({self.window}), got {self.max_keyframes}")
         if self.identity_targets not in ("hard", "soft"):
             raise ValueError(f"MapperConfig.identity_targets must be 'hard' or 'soft', got {self.identity_targets!r}")
 
@@ -115,6 +122,8 @@ class OnlineMapper:
         self.densifier = DensifyController(self.map, self.config.densify_config())
         self.frames_integrated = 0
         self.iterations = 0
+        self.keyframes_dropped = 0
+        self.non_finite_pruned = 0
 
     @classmethod
     def from_map(cls, gmap: GaussianMap, config: MapperConfig | None = None) -> "OnlineMapper":
@@ -153,15 +162,31 @@ class OnlineMapper:
 
     # -- integration --------------------------------------------------------------------------
     def integrate(self, rgb: np.ndarray, K: np.ndarray, T_world_cam: np.ndarray, points_world: np.ndarray,
-                  pixel_codebook_logits: np.ndarray | torch.Tensor | None = None) -> dict:
-        """Add one posed frame: ``rgb`` uint8 [H,W,3], ``points_world`` LiDAR [N,3] in the map frame,
-        ``pixel_codebook_logits`` GOCL's [M+1,H,W] (channel 0 = background) or None."""
+                  pixel_codebook_logits: np.ndarray | torch.Tensor | None = None,
+                  depth: np.ndarray | None = None) -> dict:
+        """Add one posed frame: ``rgb`` uint8 [H,W,3], ``points_world`` LiDAR [N,3] in the map frame
+        (may be empty when ``depth`` is given), ``pixel_codebook_logits`` GOCL's [M+1,H,W]
+        (channel 0 = background) or None, ``depth`` the camera's own z-depth image [H,W] in metres
+        (0/NaN = no return) or None. Depth pixels are growth candidates like LiDAR points, and
+        where valid they replace the projected LiDAR depth as the depth target (they are exact
+        per pixel, LiDAR is sparse)."""
         if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"integrate: rgb must be uint8 [H, W, 3], got {rgb.dtype} {rgb.shape}")
+        points_world = np.asarray(points_world, dtype=np.float64).reshape(-1, 3)
         if not np.isfinite(T_world_cam).all() or not np.isfinite(points_world).all():
             raise ValueError("integrate: pose or points contain NaN/inf")
         height, width = rgb.shape[:2]
+        camera_depth = None
+        if depth is not None:
+            depth = np.asarray(depth)
+            if depth.shape != (height, width):
+                raise ValueError(f"integrate: depth must be [{height}, {width}] like rgb, got {depth.shape}")
+            depth_points, valid_pixels = backproject_depth(depth, K, T_world_cam)
+            points_world = np.concatenate([points_world, depth_points])
+            camera_depth = (valid_pixels, depth.reshape(-1)[valid_pixels].astype(np.float32))
         depth, u, v, inside = project_depth(points_world, T_world_cam, K, width, height)
+        if camera_depth is not None:
+            depth.reshape(-1)[camera_depth[0]] = camera_depth[1]
         viewmat = torch.as_tensor(np.linalg.inv(T_world_cam), dtype=torch.float32)
         K_t = torch.as_tensor(K, dtype=torch.float32)
         image = torch.as_tensor(rgb, dtype=torch.float32) / 255.0
@@ -179,11 +204,23 @@ class OnlineMapper:
         if self.selector.consider(T_world_cam):
             self.keyframes.append(Keyframe(image, torch.from_numpy(depth), target, confidence, viewmat, K_t, probs))
             self.window.added()
+            self._enforce_keyframe_budget()
         losses = self._optimise()
         pruned = self._prune()
         self.frames_integrated += 1
         return {"grown": grown, "pruned": pruned, "num_gaussians": self.map.num_gaussians,
                 "keyframes": len(self.keyframes), **losses}
+
+    def _enforce_keyframe_budget(self) -> None:
+        while len(self.keyframes) > self.config.max_keyframes:
+            poses = [np.linalg.inv(kf.viewmat.double().numpy()) for kf in self.keyframes]
+            victim = most_redundant_keyframe(poses, self.config.window, self.config.min_translation_m,
+                                             self.config.min_rotation_deg)
+            if victim is None:
+                return
+            del self.keyframes[victim]
+            self.window.removed()
+            self.keyframes_dropped += 1
 
     def _grow(self, image, viewmat, K, points_world, u, v, inside, target) -> int:
         idx = np.flatnonzero(inside)
@@ -253,6 +290,13 @@ class OnlineMapper:
     def _prune(self) -> int:
         with torch.no_grad():
             transparent = self.map.opacities_act() < self.config.prune_opacity
+            # a diverged step can leave a Gaussian with non-finite parameters; it would poison
+            # every later render that sees it, so it goes with the transparent ones
+            broken = torch.zeros_like(transparent)
+            for value in self.map.params.values():
+                broken |= ~torch.isfinite(value).reshape(len(value), -1).all(dim=1)
+            transparent |= broken
+        self.non_finite_pruned += int(broken.sum())
         if not transparent.any():
             return 0
         self.densifier.removed(transparent)

@@ -1,7 +1,8 @@
 """object_mapping_node: camera + LiDAR -> the online object-aware Gaussian map and its objects.
 
-Inputs (sensor-data QoS, time-synchronised): ``Image``, ``CameraInfo``, ``PointCloud2``; poses
-and extrinsics from TF (``map`` <- camera / LiDAR frame at the frame's stamp). Each synchronised
+Inputs (sensor-data QoS, time-synchronised): ``Image``, ``CameraInfo``, ``PointCloud2`` and, when
+``depth_topic`` is set, a depth ``Image`` registered to the colour camera (same frame and
+intrinsics; ``16UC1`` mm or ``32FC1`` m, REP 118); poses and extrinsics from TF (``map`` <- camera / LiDAR frame at the frame's stamp). Each synchronised
 frame goes to a newest-wins worker thread (callbacks never block; a frame that arrives while the
 map is still busy replaces the waiting one and is counted as dropped), which runs GOCL, integrates
 the frame into the Gaussian map, updates the object tracker and publishes:
@@ -32,8 +33,8 @@ from ocgs_ros.ros.diagnostics import NodeDiagnostics
 from ocgs_ros.ros.frame_rejects import FrameRejects
 from ocgs_ros.ros.node_main import run_node
 from ocgs_ros.ros.params import Param, declare_and_read, non_negative, positive
-from ocgs_ros.ros.sensor_frames import (FrameError, camera_from_messages, cloud_points, in_view, lookup,
-                                        subsample_points, transform_points)
+from ocgs_ros.ros.sensor_frames import (FrameError, camera_from_messages, cloud_points, depth_from_message, in_view,
+                                        lookup, subsample_points, transform_points)
 from ocgs_ros.ros.sync import make_synchronizer
 from ocgs_ros.ros.tf import make_tf_buffer, make_transform_listener
 
@@ -52,6 +53,8 @@ PARAMS = {
     "image_topic": Param("/camera/image_raw", "Camera image topic (sensor_msgs/Image)."),
     "camera_info_topic": Param("/camera/camera_info", "CameraInfo topic of that camera."),
     "points_topic": Param("/lidar/points", "LiDAR point cloud topic (sensor_msgs/PointCloud2)."),
+    "depth_topic": Param("", "Depth image registered to the camera (16UC1 mm / 32FC1 m); '' = no depth camera. "
+                             "Its pixels grow and supervise the map like LiDAR returns."),
     "map_frame": Param("map", "World frame of the map; poses come from TF map <- sensor frames."),
     "sync_queue_size": Param(10, "Messages kept per input by the approximate-time synchronizer.", positive),
     "sync_slop_s": Param(0.05, "Largest stamp difference within one synchronised frame (s).", non_negative),
@@ -67,13 +70,17 @@ PARAMS = {
     "num_codebook_entries": Param(32, "Codebook size when gocl_checkpoint is 'none' (else the model's).", positive),
     "iterations_per_frame": Param(8, "Map optimisation iterations per integrated frame.", positive),
     "keyframe_window": Param(4, "Recent keyframes optimised together.", positive),
+    "max_keyframes": Param(48, "Keyframes kept at most (memory bound; the most redundant older one is "
+                               "dropped beyond it). Must exceed keyframe_window.", positive),
     "grow_max_points": Param(2000, "New Gaussians per frame at most.", positive),
     "max_gaussians": Param(60000, "Hard cap on the map size.", positive),
     "min_object_confidence": Param(0.0, "Publish objects with at least this confidence.", _unit_interval),
     "object_min_opacity": Param(0.1, "Fainter Gaussians do not define objects.", _unit_interval),
-    "object_link_radius": Param(0.03, "Gaussians of one codebook entry closer than this (m) form one object.",
+    "object_link_radius": Param(0.02, "Gaussians of one codebook entry closer than this (m) form one object.",
                                 positive),
     "object_min_gaussians": Param(20, "Smaller groups of Gaussians are noise, not objects.", positive),
+    "object_support_snap_m": Param(0.02, "Object box bottoms below the support surface (table) or less than "
+                                         "this above it are moved onto it (m; 0 = off).", non_negative),
     "publish_gaussians_period_s": Param(2.0, "Period of ~/gaussians (0 = after every frame).", non_negative),
     "max_published_gaussians": Param(20000, "Points in ~/gaussians at most (random subset).", positive),
     "publish_identity_image": Param(False, "Publish ~/identity_image (renders the map once more per frame)."),
@@ -92,6 +99,7 @@ class SensorFrame:
     cloud: PointCloud2
     stamp_ns: int
     received_s: float
+    depth: Image | None = None
 
 
 def load_segmenter(value: str):
@@ -143,7 +151,8 @@ class ObjectMappingNode(Node):
 
         self.diagnostics = NodeDiagnostics(self, "object map", period_s=p["diagnostics_period_s"],
                                            expected_rates_hz={name: p["expected_rate_hz"] for name in
-                                                              ("image", "camera_info", "points", "frames")})
+                                                              ("image", "camera_info", "points", "frames")
+                                                              + (("depth",) if p["depth_topic"] else ())})
         self.rejects = FrameRejects(self.get_logger(), self.diagnostics)
         self.published = 0
         self.latencies_s: list[float] = []
@@ -151,8 +160,12 @@ class ObjectMappingNode(Node):
         self.worker = LatestWorker(self._process, self.rejects.on_worker_error, name="object_mapping_worker")
         inputs = [(Image, p["image_topic"], qos.SENSOR_DATA), (CameraInfo, p["camera_info_topic"], qos.SENSOR_DATA),
                   (PointCloud2, p["points_topic"], qos.SENSOR_DATA)]
+        input_names = ["image", "camera_info", "points"]
+        if p["depth_topic"]:
+            inputs.append((Image, p["depth_topic"], qos.SENSOR_DATA))
+            input_names.append("depth")
         self._subscribers, self.sync = make_synchronizer(self, inputs, p["sync_queue_size"], p["sync_slop_s"])
-        for sub, name in zip(self._subscribers, ("image", "camera_info", "points")):
+        for sub, name in zip(self._subscribers, input_names):
             sub.registerCallback(lambda _msg, n=name: self.diagnostics.tick(n))
         self.sync.registerCallback(self.on_frame)
         self.get_logger().info(
@@ -175,11 +188,12 @@ class ObjectMappingNode(Node):
         p = self.params
         map_config = GaussianMapConfig(num_codebook_entries=self.num_entries, max_gaussians=p["max_gaussians"])
         mapper_config = MapperConfig(iterations_per_frame=p["iterations_per_frame"], window=p["keyframe_window"],
-                                     grow_max_points=p["grow_max_points"], seed=p["seed"])
+                                     max_keyframes=p["max_keyframes"], grow_max_points=p["grow_max_points"], seed=p["seed"])
         self.mapper = OnlineMapper(map_config, mapper_config)
         self.tracker = ObjectTracker(ObjectConfig(min_opacity=p["object_min_opacity"],
                                                   link_radius=p["object_link_radius"],
-                                                  min_gaussians=p["object_min_gaussians"]))
+                                                  min_gaussians=p["object_min_gaussians"],
+                                                  support_snap=p["object_support_snap_m"]))
         self.objects: list = []
         self.frames_integrated = 0
 
@@ -189,14 +203,15 @@ class ObjectMappingNode(Node):
         """Dropped input frames by reason (tf, encoding, pointcloud, stale, ...)."""
         return self.rejects.counts
 
-    def on_frame(self, image: Image, info: CameraInfo, cloud: PointCloud2) -> None:
-        """Synchronised frame (executor thread): cheap checks, then hand to the worker."""
+    def on_frame(self, image: Image, info: CameraInfo, cloud: PointCloud2, depth: Image | None = None) -> None:
+        """Synchronised frame (executor thread): cheap checks, then hand to the worker. ``depth``
+        comes with it when ``depth_topic`` is set."""
         stamp_ns = conversions.stamp_to_ns(image.header.stamp)
         self.diagnostics.tick("frames")
         if self.rejects.reject_if_stale(self.get_clock().now().nanoseconds, stamp_ns,
                                         self.params["max_input_age_s"]):
             return
-        kept = self.worker.submit(SensorFrame(image, info, cloud, stamp_ns, time.monotonic()))
+        kept = self.worker.submit(SensorFrame(image, info, cloud, stamp_ns, time.monotonic(), depth))
         self.diagnostics.frame(dropped=not kept)
 
     # -- worker ------------------------------------------------------------------------------
@@ -216,9 +231,10 @@ class ObjectMappingNode(Node):
             raise FrameError("empty_cloud", "no LiDAR return falls inside the camera image")
         points = subsample_points(points, p["max_points"], self._rng)
         points_world = transform_points(T_world_lidar, points)
+        depth = None if frame.depth is None else depth_from_message(frame.depth, frame.image, camera)
         logits = self._segment(camera.rgb)
         with self._map_lock:
-            self.mapper.integrate(camera.rgb, camera.K, T_world_cam, points_world, logits)
+            self.mapper.integrate(camera.rgb, camera.K, T_world_cam, points_world, logits, depth=depth)
             self.objects = [o for o in self.tracker.update(self.mapper.map)
                             if o.confidence >= p["min_object_confidence"]]
             self.frames_integrated += 1

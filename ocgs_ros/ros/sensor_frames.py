@@ -54,6 +54,33 @@ def camera_from_messages(image_msg, info_msg, width: int = 0, height: int = 0) -
     return CameraFrame(np.ascontiguousarray(rgb), K, image_msg.header.frame_id)
 
 
+def depth_from_message(depth_msg, image_msg, camera: CameraFrame) -> np.ndarray:
+    """A depth Image registered to ``image_msg`` -> float32 metres ``[H, W]`` at ``camera``'s
+    processing resolution (0 = no return). Nearest-neighbour resizing: interpolating across a
+    depth edge would invent surfaces between foreground and background.
+
+    Raises FrameError ("depth") for an unknown encoding, a truncated buffer, or a size or frame
+    that differs from the colour image's.
+    """
+    import cv2
+
+    if depth_msg.header.frame_id != image_msg.header.frame_id:
+        raise FrameError("depth", f"depth image is in frame {depth_msg.header.frame_id!r}, the camera in "
+                                  f"{image_msg.header.frame_id!r}: it must be registered to the colour camera")
+    try:
+        depth = conversions.depth_msg_to_metres(depth_msg)
+    except (conversions.CvBridgeError, ValueError, TypeError) as exc:
+        raise FrameError("depth", f"depth image ({depth_msg.encoding!r}, {depth_msg.width}x{depth_msg.height}) "
+                                  f"cannot be read: {exc}") from exc
+    if (depth.shape[1], depth.shape[0]) != (image_msg.width, image_msg.height):
+        raise FrameError("depth", f"depth image is {depth.shape[1]}x{depth.shape[0]} but the colour image is "
+                                  f"{image_msg.width}x{image_msg.height}")
+    height, width = camera.rgb.shape[:2]
+    if depth.shape != (height, width):
+        depth = cv2.resize(depth, (width, height), interpolation=cv2.INTER_NEAREST)
+    return depth
+
+
 def cloud_points(cloud_msg, with_intensity: bool = False) -> np.ndarray:
     """PointCloud2 -> float32 ``[N, 3]`` (or ``[N, 4]`` with intensity, 0 where the cloud has none).
 
