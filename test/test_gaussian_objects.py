@@ -192,3 +192,36 @@ def test_support_snap_with_a_downward_up_axis_and_without_support():
     assert alone.aabb_min[2] == pytest.approx(-0.015, abs=2e-3)
     with pytest.raises(ValueError):
         ObjectConfig(support_snap=-0.01)
+
+
+def test_flat_patches_of_the_support_are_not_objects():
+    gmap = _object_on_table(0.0)
+    rng = np.random.default_rng(1)
+    patch = np.c_[rng.uniform(0.04, 0.07, (40, 2)), rng.uniform(-0.002, 0.008, 40)]  # on the table, 1 cm thick
+    _add(gmap, patch, channel=5)  # table Gaussians that took an object's identity
+    config = ObjectConfig(min_gaussians=20, box_sigma=0.0, box_trim=0.0)
+    assert [o.codebook_entry for o in extract_instances(gmap, config)] == [2]  # the 6 cm column only
+    kept = extract_instances(gmap, dataclasses.replace(config, min_rise=0.0))
+    assert sorted(o.codebook_entry for o in kept) == [2, 4]
+    with pytest.raises(ValueError):
+        ObjectConfig(min_rise=-1.0)
+
+
+def test_one_object_whose_gaussians_disagree_on_the_entry_is_one_instance():
+    gmap = GaussianMap(GaussianMapConfig(num_codebook_entries=M, identity_dim=8))
+    with torch.no_grad():
+        gmap.identity_head.weight.zero_()
+        gmap.identity_head.weight[:, :M + 1] = 10 * torch.eye(M + 1)
+        gmap.identity_head.bias.zero_()
+    rng = np.random.default_rng(2)
+    column = np.c_[rng.uniform(-0.02, 0.02, (90, 2)), rng.uniform(0.0, 0.06, 90)]
+    _add(gmap, column[:60], channel=3)  # two thirds of the object's Gaussians say entry 2 ...
+    _add(gmap, column[60:], channel=4)  # ... the rest entry 3, mixed through the same volume
+    neighbour = np.c_[rng.uniform(0.05, 0.09, (40, 2)), rng.uniform(0.0, 0.06, 40)]  # 3 cm away
+    _add(gmap, neighbour, channel=4)
+    config = ObjectConfig(min_gaussians=20, link_radius=0.02, box_sigma=0.0, box_trim=0.0, support_snap=0.0)
+    objects = sorted(extract_instances(gmap, config), key=lambda o: o.centroid[0])
+    assert [(o.codebook_entry, o.num_gaussians) for o in objects] == [(2, 90), (3, 40)]
+    assert objects[0].confidence == pytest.approx(60 / 90, abs=0.01)  # the disagreement shows
+    split = extract_instances(gmap, dataclasses.replace(config, merge_iou=2.0))  # merging off
+    assert sorted((o.codebook_entry, o.num_gaussians) for o in split) == [(2, 60), (3, 30), (3, 40)]

@@ -8,6 +8,10 @@ than ``link_radius`` (scipy ``cKDTree.query_pairs``), and each connected compone
 (``scipy.sparse.csgraph.connected_components``) with at least ``min_gaussians`` members is an
 instance. Because the codebook entry is the same in every view (GOCL's global codebook), grouping by
 entry needs no cross-view mask association; connectivity only separates two objects of one kind.
+Where the map's Gaussians of one object still disagree on the entry (GOCL gave it different entries
+in different views), the per-entry components interpenetrate; components of different entries whose
+boxes reach a 3D IoU of ``merge_iou`` are merged into one instance with the majority
+entry (its confidence, the mean probability of that entry, then shows the disagreement).
 
 Stable ids (:class:`ObjectTracker`): each update matches the new instances to the previous ones of
 the *same entry* by Hungarian assignment on centroid distance (pairs further than
@@ -25,7 +29,9 @@ below the support (table Gaussians labelled as the object, widened by ``box_sigm
 above it (the foot labelled as table). The support height under an instance is the median height
 of the opaque background Gaussians within ``support_radius`` of its footprint (the table around
 it; under it is occluded). A box bottom below the support, or less than ``support_snap`` above
-it, is moved to the support. The oriented box always snaps (its third axis is ``up_axis``); the
+it, is moved to the support; an instance whose Gaussian centres rise less than ``min_rise`` above the
+support is dropped as a patch of the support itself (table Gaussians beside an object that took its
+identity). The oriented box always snaps (its third axis is ``up_axis``); the
 axis-aligned box only when ``up_axis`` is (anti)parallel to a coordinate axis.
 """
 from __future__ import annotations
@@ -68,9 +74,18 @@ class ObjectConfig:
     support_snap: float = 0.02
     support_radius: float = 0.05
     min_support_gaussians: int = 10  # fewer background Gaussians around: no support estimate
+    # m: an instance whose Gaussian centres rise less than this above the support is a patch of
+    # the support (table Gaussians beside an object that took its identity), not an object;
+    # 0 keeps flat things. Only with a support estimate (support_snap > 0).
+    min_rise: float = 0.02  # the demo map's table patches rose 0.3-1.7 cm; catalogue objects >= 5.7 cm
+    # components of different entries whose boxes reach this 3D IoU are one object whose Gaussians
+    # disagree on the entry (> 1 disables merging). IoU, not containment: a large spurious blob
+    # would otherwise swallow the real objects inside its box.
+    merge_iou: float = 0.3
 
     def __post_init__(self):
-        if self.support_snap < 0 or self.support_radius <= 0 or self.min_support_gaussians < 1:
+        if self.support_snap < 0 or self.support_radius <= 0 or self.min_support_gaussians < 1 or self.min_rise < 0 \
+                or self.merge_iou <= 0:
             raise ValueError(f"invalid ObjectConfig {self}")
         if self.link_radius <= 0 or self.min_gaussians < 1 or self.match_max_distance < 0 or self.box_sigma < 0:
             raise ValueError(f"invalid ObjectConfig {self}")
@@ -224,7 +239,7 @@ def extract_instances(gmap: GaussianMap, config: ObjectConfig | None = None) -> 
     best_np, prob_np = best.numpy(), best_prob.numpy()
     std = world_std(gmap) * config.box_sigma
     support = _SupportSurface(means[((entry < 0) & (opacity >= config.min_opacity) & finite).numpy()], config)
-    objects: list[MapObject] = []
+    groups: list[tuple[int, np.ndarray]] = []  # (channel, Gaussian indices) per connected component
     for channel in np.unique(best_np[candidate.numpy()]):
         members = np.flatnonzero(candidate.numpy() & (best_np == channel))
         if len(members) < config.min_gaussians:
@@ -232,23 +247,58 @@ def extract_instances(gmap: GaussianMap, config: ObjectConfig | None = None) -> 
         pairs = cKDTree(means[members]).query_pairs(config.link_radius, output_type="ndarray")
         graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(members),) * 2)
         _, labels = connected_components(graph, directed=False)
-        for label in np.unique(labels):
-            indices = members[labels == label]
-            if len(indices) < config.min_gaussians:
-                continue
-            pts = means[indices]
-            center, size, rotation = oriented_box(pts, config.up_axis, std[indices], config.box_trim)
-            aabb_min, aabb_max = _trimmed_bounds(pts, std[indices], config.box_trim)
-            height = support.height_under(pts)
-            if height is not None:
-                center, size = support.snap_oriented(center, size, rotation, height)
-                aabb_min, aabb_max = support.snap_aabb(aabb_min, aabb_max, height)
-            objects.append(MapObject(
-                id=len(objects), codebook_entry=int(channel) - 1, confidence=float(prob_np[indices].mean()),
-                centroid=pts.mean(axis=0), box_center=center, box_size=size, box_rotation=rotation,
-                aabb_min=aabb_min, aabb_max=aabb_max, num_gaussians=int(len(indices)),
-                mean_color=colors[indices].mean(axis=0).astype(np.float64), gaussian_indices=indices.astype(np.int64)))
+        groups += [(int(channel), members[labels == label]) for label in np.unique(labels)
+                   if (labels == label).sum() >= config.min_gaussians]
+    if config.merge_iou <= 1.0:
+        groups = _merge_overlapping(groups, means, std, config)
+    objects: list[MapObject] = []
+    channel_probs = probs[:, 1:].numpy() / (1.0 - probs[:, :1].numpy()).clip(1e-12)
+    for channel, indices in groups:
+        pts = means[indices]
+        center, size, rotation = oriented_box(pts, config.up_axis, std[indices], config.box_trim)
+        aabb_min, aabb_max = _trimmed_bounds(pts, std[indices], config.box_trim)
+        height = support.height_near(pts)
+        if height is not None and support.rise(pts, height) < config.min_rise:
+            continue  # a patch of the support itself whose identity bled from a neighbour
+        if height is not None and height < float(pts.mean(axis=0) @ support.frame[:, 2]):
+            center, size = support.snap_oriented(center, size, rotation, height)
+            aabb_min, aabb_max = support.snap_aabb(aabb_min, aabb_max, height)
+        objects.append(MapObject(
+            id=len(objects), codebook_entry=channel - 1,
+            confidence=float(channel_probs[indices, channel - 1].mean()),
+            centroid=pts.mean(axis=0), box_center=center, box_size=size, box_rotation=rotation,
+            aabb_min=aabb_min, aabb_max=aabb_max, num_gaussians=int(len(indices)),
+            mean_color=colors[indices].mean(axis=0).astype(np.float64), gaussian_indices=indices.astype(np.int64)))
     return objects
+
+
+def _merge_overlapping(groups: list[tuple[int, np.ndarray]], means: np.ndarray, std: np.ndarray,
+                       config: ObjectConfig) -> list[tuple[int, np.ndarray]]:
+    """Merge components of *different* entries whose boxes (trimmed, sigma-widened AABBs) reach a
+    3D IoU of ``merge_iou`` (transitively); a merged group takes the entry most of its
+    Gaussians carry. Same-entry components are never merged here: connectivity already decided
+    that they are separate objects."""
+    if len(groups) < 2:
+        return groups
+    boxes = [_trimmed_bounds(means[idx], std[idx], config.box_trim) for _, idx in groups]
+    rows, cols = [], []
+    for i in range(len(groups)):
+        for j in range(i + 1, len(groups)):
+            if groups[i][0] == groups[j][0]:
+                continue
+            if aabb_iou(boxes[i][0], boxes[i][1], boxes[j][0], boxes[j][1]) >= config.merge_iou:
+                rows.append(i)
+                cols.append(j)
+    if not rows:
+        return groups
+    graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(groups),) * 2)
+    _, labels = connected_components(graph, directed=False)
+    merged = []
+    for label in np.unique(labels):
+        members = [groups[k] for k in np.flatnonzero(labels == label)]
+        channel = max(members, key=lambda g: (len(g[1]), -g[0]))[0]
+        merged.append((channel, np.sort(np.concatenate([idx for _, idx in members]))))
+    return merged
 
 
 class _SupportSurface:
@@ -269,9 +319,9 @@ class _SupportSurface:
         self.aabb_axis = int(up.argmax()) if np.isclose(up.max(), 1.0) else None
         self.aabb_sign = float(np.sign(self.frame[self.aabb_axis, 2])) if self.aabb_axis is not None else 0.0
 
-    def height_under(self, points: np.ndarray) -> float | None:
-        """Median background height within ``support_radius`` of the footprint of ``points``, if
-        it lies below their centroid (a support is underneath), else None."""
+    def height_near(self, points: np.ndarray) -> float | None:
+        """Median background height within ``support_radius`` of the footprint of ``points``
+        (None without enough background around)."""
         if not self.enabled:
             return None
         local = points @ self.frame
@@ -279,8 +329,12 @@ class _SupportSurface:
         rows = np.unique(np.concatenate([np.asarray(n, dtype=np.int64) for n in near]))
         if len(rows) < self.config.min_support_gaussians:
             return None
-        height = float(np.median(self.heights[rows]))
-        return height if height < local[:, 2].mean() else None
+        return float(np.median(self.heights[rows]))
+
+    def rise(self, points: np.ndarray, height: float) -> float:
+        """How far the instance's Gaussian centres reach above the support ``height`` (the
+        ``1 - box_trim`` quantile, robust to a few stray centres)."""
+        return float(np.quantile(points @ self.frame[:, 2], 1.0 - self.config.box_trim)) - height
 
     def _snapped_bottom(self, bottom: float, height: float) -> float:
         return height if bottom - height < self.config.support_snap else bottom

@@ -81,6 +81,8 @@ PARAMS = {
     "object_min_gaussians": Param(20, "Smaller groups of Gaussians are noise, not objects.", positive),
     "object_support_snap_m": Param(0.02, "Object box bottoms below the support surface (table) or less than "
                                          "this above it are moved onto it (m; 0 = off).", non_negative),
+    "object_min_rise_m": Param(0.02, "Instances rising less than this above the support (m) are patches of the "
+                                     "support, not objects (0 = keep flat objects).", non_negative),
     "publish_gaussians_period_s": Param(2.0, "Period of ~/gaussians (0 = after every frame).", non_negative),
     "max_published_gaussians": Param(20000, "Points in ~/gaussians at most (random subset).", positive),
     "publish_identity_image": Param(False, "Publish ~/identity_image (renders the map once more per frame)."),
@@ -193,7 +195,8 @@ class ObjectMappingNode(Node):
         self.tracker = ObjectTracker(ObjectConfig(min_opacity=p["object_min_opacity"],
                                                   link_radius=p["object_link_radius"],
                                                   min_gaussians=p["object_min_gaussians"],
-                                                  support_snap=p["object_support_snap_m"]))
+                                                  support_snap=p["object_support_snap_m"],
+                                                  min_rise=p["object_min_rise_m"]))
         self.objects: list = []
         self.frames_integrated = 0
 
