@@ -25,7 +25,7 @@ def test_evaluate_writes_results(tmp_path):
     assert (tmp_path / "results" / "gaussian_map.png").stat().st_size > 1000
     assert 5.0 < data["psnr"] < 60.0 and 0.0 < data["ssim"] <= 1.0
     for key in ("identity_miou", "cross_view_consistency", "instance_recall_iou50",
-                "baseline_slot_index_cross_view_consistency"):
+                "baseline_slot_index_cross_view_consistency", "kind_collisions", "baseline_slot_index_kind_collisions"):
         assert data[key] is None or 0.0 <= data[key] <= 1.0, key
     assert 0 < data["num_gaussians"] <= 1500 and data["identity_source"] == "gocl"
     assert data["sizes"]["width"] == 32 and len(data["per_scene"]) == 2
@@ -47,6 +47,12 @@ def test_identity_votes():
     assert votes.identified_cross_view_consistency() == 4 / 5 and votes.identified_fraction() == 2 / 3
     fraction, kinds = votes.cross_scene()
     assert fraction == 1.0 and kinds == {5: [3, 3]}
+    assert votes.kind_collisions() is None  # one identified object per kind so far: no pair
+    votes.add((2, 1), kind=8, labels=np.array([3, 3]))  # another kind with entry 3: a collision
+    votes.add((2, 2), kind=9, labels=np.array([6]))
+    # identified objects (kind, label): (5, 3), (5, 3), (8, 3), (9, 6); different-kind pairs: 5
+    # of which (5, 3)-(8, 3) twice collide
+    assert votes.kind_collisions() == 2 / 5
     gt = np.zeros((4, 4), int)
     gt[:2, :2], gt[2:, 2:] = 1, 2
     pred = np.zeros((4, 4), int)

@@ -102,6 +102,14 @@ class IdentityVotes:
         keys = list(self.pooled)
         return float(np.mean([self.overall(k) >= 0 for k in keys])) if keys else None
 
+    def kind_collisions(self) -> float | None:
+        """Fraction of pairs of identified objects of *different* kinds that got the same label —
+        the other half of cross-scene identity: agreement within a kind means little if unrelated
+        kinds share the label too (raw slot indices agree often, by reusing a few slots for all)."""
+        identified = [(self.kind_of[k], self.overall(k)) for k in self.pooled if self.overall(k) >= 0]
+        pairs = [(a[1] == b[1]) for i, a in enumerate(identified) for b in identified[i + 1:] if a[0] != b[0]]
+        return float(np.mean(pairs)) if pairs else None
+
     def cross_scene(self) -> tuple[float | None, dict[int, list[int]]]:
         """``(fraction of kinds seen in >= 2 scenes whose entries all agree, {kind: [entry per scene]})``.
         Keys are ``(scene, object)``; an object whose overall majority is background (-1) counts as

@@ -1,7 +1,7 @@
 """gaussian_map_evaluate: the object-aware Gaussian map on simulated tabletop scenes GOCL never saw.
 
     OMP_NUM_THREADS=1 python -m ocgs_ros.gaussians.evaluate [--checkpoint ocgs_ros/models/gocl_tabletop.pt]
-        [--scenes 3 --frames 24 --heldout 6 --width 96 --height 96 --iterations 15]
+        [--scenes 6 --frames 24 --heldout 6 --width 96 --height 96 --iterations 15]
         [--out docs/results/gaussian_map.json --figure docs/results/gaussian_map.png] [--seed 0]
 
 Scenes: GOCL's tabletop world (:func:`ocgs_ros.ocl.data.gocl_tabletop_config`: 2-5 objects, 40°
@@ -25,7 +25,9 @@ pixels, does the majority rendered entry over its pixels equal its majority over
 object whose overall majority is background fails in every view; rendered and GOCL per-pixel
 entries alike are read with ``map.entries_from_logits``: background if P(background) >= 0.5, else
 the most probable entry);
-cross-scene identity (kinds present in >= 2 scenes whose majority entries agree); instance recall
+cross-scene identity (kinds present in >= 2 scenes whose majority entries agree) and its
+complement, kind collisions (pairs of identified objects of different kinds sharing a label);
+instance recall
 (GT objects whose axis-aligned 3D box, the AABB of the simulator's oriented box, is matched by an
 instance AABB with IoU >= 0.5, Hungarian one-to-one). GOCL's own per-frame consistency on the same
 held-out views is reported alongside, to separate what the map adds from what GOCL gives.
@@ -63,7 +65,7 @@ DEFAULT_OUT = "docs/results/gaussian_map.json"
 @dataclass(frozen=True)
 class EvalConfig:
     dataset_seed: int = 7
-    scenes: int = 3
+    scenes: int = 6
     scene_pool: int = 60  # scene indices considered when picking scenes that share kinds
     frames: int = 24
     heldout: int = 6
@@ -255,6 +257,7 @@ def evaluate(cfg: EvalConfig, identity, progress: bool = True) -> tuple[dict, di
             "identity_miou": float(np.mean(scene_ious)) if scene_ious else None,
             "instances_recalled": matched,
             "densify": dict(mappers["codebook"].densifier.totals),
+            "non_finite_pruned": mappers["codebook"].non_finite_pruned,
         })
     bar.close()
     cross_scene, kind_entries = votes["codebook"].cross_scene()
@@ -268,9 +271,11 @@ def evaluate(cfg: EvalConfig, identity, progress: bool = True) -> tuple[dict, di
         "cross_scene_consistency": cross_scene,
         "cross_scene_kinds": {str(k): v for k, v in kind_entries.items()},
         "instance_recall_iou50": total_matched / total_gt if total_gt else None,
-        "instance_box_iou": "axis-aligned 3D IoU (GT: AABB of the simulator's oriented box; instance: AABB of its Gaussians, centre +- 1.25 std, 2% trimmed per face)",
+        "instance_box_iou": _box_description(ObjectConfig()),
         "baseline_slot_index_cross_view_consistency": votes["baseline"].cross_view_consistency(),
         "baseline_slot_index_cross_scene_consistency": baseline_cross_scene,
+        "kind_collisions": votes["codebook"].kind_collisions(),
+        "baseline_slot_index_kind_collisions": votes["baseline"].kind_collisions(),
         "gocl_per_frame_cross_view_consistency": votes["gocl_frames"].cross_view_consistency(),
         "cross_view_consistency_identified_objects": votes["codebook"].identified_cross_view_consistency(),
         "baseline_cross_view_consistency_identified_objects": votes["baseline"].identified_cross_view_consistency(),
@@ -286,6 +291,12 @@ def evaluate(cfg: EvalConfig, identity, progress: bool = True) -> tuple[dict, di
         "per_scene": per_scene,
     }
     return results, figure
+
+
+def _box_description(config: ObjectConfig) -> str:
+    return (f"axis-aligned 3D IoU (GT: AABB of the simulator's oriented box; instance: AABB of its Gaussians, "
+            f"centre +- {config.box_sigma:g} std, {100 * config.box_trim:g}% trimmed per face, bottom snapped "
+            f"to the support within {100 * config.support_snap:g} cm)")
 
 
 def save_figure(path: Path, figure: dict) -> None:
