@@ -27,12 +27,18 @@ def _add(gmap, points, channel, opacity=0.9):
     gmap.add_gaussians(points, colors, scales=np.full((len(points), 3), 0.008), identity=feature, opacity=opacity)
 
 
-def _map():
+def _empty_map():
+    """A map whose identity head decodes feature k to channel k (so ``_add`` sets the entry)."""
     gmap = GaussianMap(GaussianMapConfig(num_codebook_entries=M, identity_dim=8))
     with torch.no_grad():
         gmap.identity_head.weight.zero_()
         gmap.identity_head.weight[:, :M + 1] = 10 * torch.eye(M + 1)
         gmap.identity_head.bias.zero_()
+    return gmap
+
+
+def _map():
+    gmap = _empty_map()
     _add(gmap, _blob([0.0, 0.0, 0.05], 60, 1), channel=3)  # entry 2, object A
     _add(gmap, _blob([0.4, 0.0, 0.05], 50, 2), channel=3)  # entry 2 again, far away: object B
     _add(gmap, _blob([0.0, 0.4, 0.05], 40, 3), channel=5)  # entry 4: object C
@@ -149,11 +155,7 @@ def test_entries_from_logits_is_a_two_level_decision():
 def _object_on_table(foot_z: float, table_z: float = 0.0, up=(0.0, 0.0, 1.0)):
     """A 6 cm tall column of entry-2 Gaussians from ``foot_z`` up, on a table of background
     Gaussians at height ``table_z`` (only around the column: under it is never seen)."""
-    gmap = GaussianMap(GaussianMapConfig(num_codebook_entries=M, identity_dim=8))
-    with torch.no_grad():
-        gmap.identity_head.weight.zero_()
-        gmap.identity_head.weight[:, :M + 1] = 10 * torch.eye(M + 1)
-        gmap.identity_head.bias.zero_()
+    gmap = _empty_map()
     rng = np.random.default_rng(0)
     column = np.c_[rng.uniform(-0.02, 0.02, (80, 2)), rng.uniform(foot_z, table_z + 0.06, 80)]
     ring = rng.uniform(-0.08, 0.08, (400, 2))
@@ -208,11 +210,7 @@ def test_flat_patches_of_the_support_are_not_objects():
 
 
 def test_one_object_whose_gaussians_disagree_on_the_entry_is_one_instance():
-    gmap = GaussianMap(GaussianMapConfig(num_codebook_entries=M, identity_dim=8))
-    with torch.no_grad():
-        gmap.identity_head.weight.zero_()
-        gmap.identity_head.weight[:, :M + 1] = 10 * torch.eye(M + 1)
-        gmap.identity_head.bias.zero_()
+    gmap = _empty_map()
     rng = np.random.default_rng(2)
     column = np.c_[rng.uniform(-0.02, 0.02, (90, 2)), rng.uniform(0.0, 0.06, 90)]
     _add(gmap, column[:60], channel=3)  # two thirds of the object's Gaussians say entry 2 ...
