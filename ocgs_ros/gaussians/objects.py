@@ -236,7 +236,7 @@ def extract_instances(gmap: GaussianMap, config: ObjectConfig | None = None) -> 
     candidate = (entry >= 0) & (opacity >= config.min_opacity) & (best_prob >= config.min_probability) & finite
     means = gmap.params["means"].detach().double().numpy()
     colors = gmap.colors().numpy()
-    best_np, prob_np = best.numpy(), best_prob.numpy()
+    best_np = best.numpy()
     std = world_std(gmap) * config.box_sigma
     support = _SupportSurface(means[((entry < 0) & (opacity >= config.min_opacity) & finite).numpy()], config)
     groups: list[tuple[int, np.ndarray]] = []  # (channel, Gaussian indices) per connected component
