@@ -225,47 +225,43 @@ def extract_instances(gmap: GaussianMap, config: ObjectConfig | None = None) -> 
     if gmap.num_gaussians == 0:
         return []
     logits = gmap.identity_logits()
-    entry = entries_from_logits(logits, dim=1)
-    probs = logits.softmax(dim=1)
-    # confidence of the entry among the object entries (how sure the map is *which* object it is)
-    best_prob = probs[:, 1:].max(dim=1).values / (1.0 - probs[:, 0]).clamp_min(1e-12)
-    best = entry + 1  # channel
-    opacity = gmap.opacities_act()
+    probs = logits.softmax(dim=1).numpy()
+    # probability of each entry among the object entries (how sure the map is *which* object it is)
+    entry_probs = probs[:, 1:] / (1.0 - probs[:, :1]).clip(1e-12)
+    entry = entries_from_logits(logits, dim=1).numpy()
+    opaque = gmap.opacities_act().numpy() >= config.min_opacity
     # a Gaussian with a non-finite centre (a diverged optimiser step) is no evidence of anything
-    finite = torch.isfinite(gmap.params["means"]).all(dim=1)
-    candidate = (entry >= 0) & (opacity >= config.min_opacity) & (best_prob >= config.min_probability) & finite
+    finite = torch.isfinite(gmap.params["means"]).all(dim=1).numpy()
+    candidate = (entry >= 0) & opaque & finite & (entry_probs.max(axis=1) >= config.min_probability)
     means = gmap.params["means"].detach().double().numpy()
     colors = gmap.colors().numpy()
-    best_np = best.numpy()
     std = world_std(gmap) * config.box_sigma
-    support = _SupportSurface(means[((entry < 0) & (opacity >= config.min_opacity) & finite).numpy()], config)
-    groups: list[tuple[int, np.ndarray]] = []  # (channel, Gaussian indices) per connected component
-    for channel in np.unique(best_np[candidate.numpy()]):
-        members = np.flatnonzero(candidate.numpy() & (best_np == channel))
+    support = _SupportSurface(means[(entry < 0) & opaque & finite], config)
+    groups: list[tuple[int, np.ndarray]] = []  # (codebook entry, Gaussian indices) per connected component
+    for code in np.unique(entry[candidate]):
+        members = np.flatnonzero(candidate & (entry == code))
         if len(members) < config.min_gaussians:
             continue
         pairs = cKDTree(means[members]).query_pairs(config.link_radius, output_type="ndarray")
         graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(members),) * 2)
         _, labels = connected_components(graph, directed=False)
-        groups += [(int(channel), members[labels == label]) for label in np.unique(labels)
+        groups += [(int(code), members[labels == label]) for label in np.unique(labels)
                    if (labels == label).sum() >= config.min_gaussians]
     if config.merge_iou <= 1.0:
         groups = _merge_overlapping(groups, means, std, config)
     objects: list[MapObject] = []
-    channel_probs = probs[:, 1:].numpy() / (1.0 - probs[:, :1].numpy()).clip(1e-12)
-    for channel, indices in groups:
+    for code, indices in groups:
         pts = means[indices]
         center, size, rotation = oriented_box(pts, config.up_axis, std[indices], config.box_trim)
         aabb_min, aabb_max = _trimmed_bounds(pts, std[indices], config.box_trim)
         height = support.height_near(pts)
         if height is not None and support.rise(pts, height) < config.min_rise:
             continue  # a patch of the support itself whose identity bled from a neighbour
-        if height is not None and height < float(pts.mean(axis=0) @ support.frame[:, 2]):
+        if height is not None and support.is_under(pts, height):
             center, size = support.snap_oriented(center, size, rotation, height)
             aabb_min, aabb_max = support.snap_aabb(aabb_min, aabb_max, height)
         objects.append(MapObject(
-            id=len(objects), codebook_entry=channel - 1,
-            confidence=float(channel_probs[indices, channel - 1].mean()),
+            id=len(objects), codebook_entry=code, confidence=float(entry_probs[indices, code].mean()),
             centroid=pts.mean(axis=0), box_center=center, box_size=size, box_rotation=rotation,
             aabb_min=aabb_min, aabb_max=aabb_max, num_gaussians=int(len(indices)),
             mean_color=colors[indices].mean(axis=0).astype(np.float64), gaussian_indices=indices.astype(np.int64)))
@@ -274,9 +270,9 @@ def extract_instances(gmap: GaussianMap, config: ObjectConfig | None = None) -> 
 
 def _merge_overlapping(groups: list[tuple[int, np.ndarray]], means: np.ndarray, std: np.ndarray,
                        config: ObjectConfig) -> list[tuple[int, np.ndarray]]:
-    """Merge components of *different* entries whose boxes (trimmed, sigma-widened AABBs) reach a
-    3D IoU of ``merge_iou`` (transitively); a merged group takes the entry most of its
-    Gaussians carry. Same-entry components are never merged here: connectivity already decided
+    """Merge ``(entry, indices)`` components of *different* entries whose boxes (trimmed,
+    sigma-widened AABBs) reach a 3D IoU of ``merge_iou`` (transitively); a merged group takes the
+    entry most of its Gaussians carry. Same-entry components are never merged here: connectivity already decided
     that they are separate objects."""
     if len(groups) < 2:
         return groups
@@ -330,6 +326,10 @@ class _SupportSurface:
         if len(rows) < self.config.min_support_gaussians:
             return None
         return float(np.median(self.heights[rows]))
+
+    def is_under(self, points: np.ndarray, height: float) -> bool:
+        """Whether the support ``height`` lies below the centroid of ``points`` (it holds them up)."""
+        return height < float(points.mean(axis=0) @ self.frame[:, 2])
 
     def rise(self, points: np.ndarray, height: float) -> float:
         """How far the instance's Gaussian centres reach above the support ``height`` (the
