@@ -176,17 +176,16 @@ class OnlineMapper:
         if not np.isfinite(T_world_cam).all() or not np.isfinite(points_world).all():
             raise ValueError("integrate: pose or points contain NaN/inf")
         height, width = rgb.shape[:2]
-        camera_depth = None
+        valid_pixels = None
         if depth is not None:
             depth = np.asarray(depth)
             if depth.shape != (height, width):
                 raise ValueError(f"integrate: depth must be [{height}, {width}] like rgb, got {depth.shape}")
             depth_points, valid_pixels = backproject_depth(depth, K, T_world_cam)
             points_world = np.concatenate([points_world, depth_points])
-            camera_depth = (valid_pixels, depth.reshape(-1)[valid_pixels].astype(np.float32))
-        depth, u, v, inside = project_depth(points_world, T_world_cam, K, width, height)
-        if camera_depth is not None:
-            depth.reshape(-1)[camera_depth[0]] = camera_depth[1]
+        target_depth, u, v, inside = project_depth(points_world, T_world_cam, K, width, height)
+        if valid_pixels is not None:
+            target_depth.reshape(-1)[valid_pixels] = depth.reshape(-1)[valid_pixels]
         viewmat = torch.as_tensor(np.linalg.inv(T_world_cam), dtype=torch.float32)
         K_t = torch.as_tensor(K, dtype=torch.float32)
         image = torch.as_tensor(rgb, dtype=torch.float32) / 255.0
@@ -202,7 +201,8 @@ class OnlineMapper:
                 probs = logits_t.float().softmax(dim=0).permute(1, 2, 0).contiguous()
         grown = self._grow(image, viewmat, K_t, points_world, u, v, inside, target)
         if self.selector.consider(T_world_cam):
-            self.keyframes.append(Keyframe(image, torch.from_numpy(depth), target, confidence, viewmat, K_t, probs))
+            self.keyframes.append(Keyframe(image, torch.from_numpy(target_depth), target, confidence, viewmat, K_t,
+                                           probs))
             self.window.added()
             self._enforce_keyframe_budget()
         losses = self._optimise()
