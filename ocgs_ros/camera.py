@@ -1,7 +1,7 @@
 """Pinhole camera helpers under the project convention (pixel centres at integer coordinates,
 docs/conventions.md): intrinsics when an image is resized — shared by the ROS adapters, the BEV
-model's input path and the demo report, so every resize moves K the same way — and depth-image
-back-projection (the mapper's depth-camera input)."""
+model's input path and the demo report, so every resize moves K the same way — and depth images
+(resizing, back-projection: the mapper's depth-camera input)."""
 from __future__ import annotations
 
 import cv2
@@ -33,6 +33,14 @@ def resize_image(rgb: np.ndarray, K: np.ndarray, width: int, height: int) -> tup
     interpolation = cv2.INTER_AREA if sx < 1 and sy < 1 else cv2.INTER_LINEAR
     resized = cv2.resize(np.ascontiguousarray(rgb), (width, height), interpolation=interpolation)
     return resized, scale_intrinsics(K, sx, sy)
+
+
+def resize_depth(depth: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resize a depth image ``[H, W]`` to ``width x height`` by nearest neighbour: interpolating
+    across a depth edge would invent surfaces between foreground and background."""
+    if depth.shape[:2] == (height, width):
+        return depth
+    return cv2.resize(np.ascontiguousarray(depth), (width, height), interpolation=cv2.INTER_NEAREST)
 
 
 def backproject_depth(depth: np.ndarray, K: np.ndarray, T_world_cam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ocgs_ros.camera import resize_image
+from ocgs_ros.camera import resize_depth, resize_image
 from ocgs_ros.ros import conversions
 from ocgs_ros.ros.tf import lookup_matrix, transform_exceptions
 
@@ -56,14 +56,11 @@ def camera_from_messages(image_msg, info_msg, width: int = 0, height: int = 0) -
 
 def depth_from_message(depth_msg, image_msg, camera: CameraFrame) -> np.ndarray:
     """A depth Image registered to ``image_msg`` -> float32 metres ``[H, W]`` at ``camera``'s
-    processing resolution (0 = no return). Nearest-neighbour resizing: interpolating across a
-    depth edge would invent surfaces between foreground and background.
+    processing resolution (0 = no return; resized by :func:`ocgs_ros.camera.resize_depth`).
 
     Raises FrameError ("depth") for an unknown encoding, a truncated buffer, or a size or frame
     that differs from the colour image's.
     """
-    import cv2
-
     if depth_msg.header.frame_id != image_msg.header.frame_id:
         raise FrameError("depth", f"depth image is in frame {depth_msg.header.frame_id!r}, the camera in "
                                   f"{image_msg.header.frame_id!r}: it must be registered to the colour camera")
@@ -76,9 +73,7 @@ def depth_from_message(depth_msg, image_msg, camera: CameraFrame) -> np.ndarray:
         raise FrameError("depth", f"depth image is {depth.shape[1]}x{depth.shape[0]} but the colour image is "
                                   f"{image_msg.width}x{image_msg.height}")
     height, width = camera.rgb.shape[:2]
-    if depth.shape != (height, width):
-        depth = cv2.resize(depth, (width, height), interpolation=cv2.INTER_NEAREST)
-    return depth
+    return resize_depth(depth, width, height)
 
 
 def cloud_points(cloud_msg, with_intensity: bool = False) -> np.ndarray:
