@@ -3,9 +3,10 @@
 Inputs (sensor-data QoS, time-synchronised): ``Image``, ``CameraInfo``, ``PointCloud2`` and, when
 ``depth_topic`` is set, a depth ``Image`` registered to the colour camera (same frame and
 intrinsics; ``16UC1`` mm or ``32FC1`` m, REP 118); poses and extrinsics from TF (``map`` <- camera /
-LiDAR frame at the frame's stamp). Each synchronised frame goes to a newest-wins worker thread (callbacks never block; a frame that arrives while the
-map is still busy replaces the waiting one and is counted as dropped), which runs GOCL, integrates
-the frame into the Gaussian map, updates the object tracker and publishes:
+LiDAR frame at the frame's stamp). Each synchronised frame goes to a newest-wins worker thread
+(callbacks never block; a frame that arrives while the map is still busy replaces the waiting one
+and is counted as dropped), which runs GOCL, integrates the frame into the Gaussian map, updates
+the object tracker and publishes:
 
 * ``~/objects`` (``ObjectInstanceArray``, latched), ``~/object_markers`` (``MarkerArray``, latched),
 * ``~/gaussians`` (``PointCloud2``: x y z rgb opacity scale instance; throttled),
