@@ -92,14 +92,30 @@ def commitment_loss(features: torch.Tensor, prototypes: torch.Tensor | None, slo
     return (per_slot * weights).sum() / weights.sum().clamp_min(1e-8)
 
 
-def gocl_loss(output: GoclOutput, images: torch.Tensor, config: GoclConfig) -> dict[str, torch.Tensor]:
-    """Named loss terms (unweighted) and their weighted sum under ``"total"``."""
+def reconstruction_error(reconstruction: torch.Tensor, images: torch.Tensor,
+                         colour_whitening: torch.nn.Module | None = None) -> torch.Tensor:
+    """Per-value MSE, in the whitened colour space when ``colour_whitening`` is given (ocl/colour.py)."""
+    if colour_whitening is None:
+        return F.mse_loss(reconstruction, images)
+    return F.mse_loss(colour_whitening(reconstruction), colour_whitening(images))
+
+
+def gocl_loss(output: GoclOutput, images: torch.Tensor, config: GoclConfig,
+              colour_whitening: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
+    """Named loss terms (unweighted) and their weighted sum under ``"total"``.
+
+    ``colour_whitening``: the model's whitening module; required when ``config.whitened_colour_loss``.
+    """
+    if config.whitened_colour_loss and colour_whitening is None:
+        raise ValueError("config.whitened_colour_loss is on but no colour_whitening module was given")
+    if not config.whitened_colour_loss:
+        colour_whitening = None
     if output.reconstruction.shape != images.shape:
         raise ValueError(f"reconstruction {list(output.reconstruction.shape)} and images "
                          f"{list(images.shape)} differ in shape")
     slot_mass = output.masks[:, BACKGROUND_SLOT + 1:].mean(dim=(-2, -1))  # [B, Ko]
     terms = {
-        "reconstruction": F.mse_loss(output.reconstruction, images),
+        "reconstruction": reconstruction_error(output.reconstruction, images, colour_whitening),
         "kl_ext": kl_diagonal_gaussian_to_standard(output.extrinsic_mean, output.extrinsic_logvar)
         .sum(dim=1).mean(),
         "kl_bck": kl_diagonal_gaussian_to_standard(output.background_mean, output.background_logvar).mean(),

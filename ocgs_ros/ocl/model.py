@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .codebook import GlobalCodebook
+from .colour import ColourWhitening
 from .config import EXTRINSIC_POSITION_SCALE_DIMS, GoclConfig
 from .decoder import BackgroundDecoder, ObjectDecoder
 from .encoder import PixelEncoder
@@ -78,6 +79,9 @@ class GoclModel(nn.Module):
             self.background_posterior.bias[config.background_dim:].fill_(INITIAL_LOGVAR)
         self.object_decoder = ObjectDecoder(config)
         self.background_decoder = BackgroundDecoder(config)
+        # Only configs that use it carry the buffers, so older checkpoints load unchanged.
+        self.colour_whitening = (ColourWhitening()
+                                 if config.whitened_colour_loss or config.whitened_encoder_input else None)
 
     # ----- parameter groups (GOLD trains encoder side and decoder side at different rates) ----
     def encoder_parameters(self) -> list[nn.Parameter]:
@@ -116,7 +120,7 @@ class GoclModel(nn.Module):
         if self.training and tau is None:
             raise ValueError("training-mode forward needs tau (e.g. tau=model.tau_at(step))")
         sampling = self.training
-        features = self.encoder(images)
+        features = self.encoder(self.colour_whitening(images) if cfg.whitened_encoder_input else images)
         slots = self.slot_attention(features, self.codebook, tau=tau if tau is not None else cfg.tau_end)
         assignment = slots.assignment
         if self.training and cfg.use_codebook:

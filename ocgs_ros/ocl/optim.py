@@ -37,7 +37,7 @@ def train_step(model: GoclModel, optimizer: torch.optim.Optimizer, images: torch
         group["lr"] = group.get("base_lr", group["lr"]) * scale
     tau = model.tau_at(step)
     output = model(images, tau=tau)
-    terms = gocl_loss(output, images, cfg)
+    terms = gocl_loss(output, images, cfg, model.colour_whitening)
     optimizer.zero_grad(set_to_none=True)
     terms["total"].backward()
     max_norm = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")

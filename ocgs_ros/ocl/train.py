@@ -34,6 +34,7 @@ from ..atomic_io import atomic_save_figure
 from ..training import (DistributedContext, capture_rng_state, parse_overrides, read_metrics,
                         restore_rng_state, seed_everything, truncate_metrics)
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .colour import fit_colour_whitening
 from .config import GoclConfig
 from .data import GoclViewDataset
 from .model import BACKGROUND_SLOT, GoclModel
@@ -126,6 +127,7 @@ def plot_training_curves(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 # ----- codebook warm-up ---------------------------------------------------------------------
+WHITENING_IMAGES = 2000  # views whose pixels fit the colour whitening (first ones: deterministic)
 KMEANS_IMAGES = 512  # views whose slot features seed the prototypes (deterministic: the first ones)
 KMEANS_SEED = 0
 
@@ -181,6 +183,11 @@ def kmeans_prototypes(features: torch.Tensor, num_prototypes: int, seed: int = K
         raise ValueError(f"k-means needs >= {num_prototypes} slot features, got {data.shape[0]}")
     centres, _ = kmeans2(data, num_prototypes, minit="++", seed=seed, iter=25)
     return torch.from_numpy(centres).float()
+
+
+def training_pixels(dataset: GoclViewDataset, count: int = WHITENING_IMAGES) -> np.ndarray:
+    """RGB in [0, 1] ``[N, 3]`` of the first ``count`` views (no flips: deterministic)."""
+    return dataset.rgb[:count].reshape(-1, 3).numpy().astype(np.float32) / 255.0
 
 
 def switch_on_codebook(model: GoclModel, optimizer: torch.optim.Optimizer, config: GoclConfig,
@@ -334,6 +341,10 @@ def train(args: argparse.Namespace, ctx: DistributedContext, argv: list[str]) ->
     dataset = GoclViewDataset(args.data, size=(config.image_height, config.image_width),
                               hflip=not args.no_flip, max_scenes=args.max_scenes,
                               progress=ctx.is_main and not args.no_progress)
+    if resume_meta is None and model.colour_whitening is not None:
+        # A fresh run fits the colour space on its own training images; resumed and --init-from
+        # runs carry it in the state dict. Same pixels on every rank, so no broadcast is needed.
+        model.colour_whitening.set(*fit_colour_whitening(training_pixels(dataset)))
     # One sampler for 1..N processes: permutation from (seed, epoch), rank's share of it.
     sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
                                  seed=args.seed, drop_last=True)
