@@ -4,7 +4,9 @@ Why each term:
 
 * ``reconstruction`` — per-value MSE of the composited image: the only learning signal; the slots
   must explain the image, and because intrinsic codes are quantised, they must do it with
-  prototypes shared by all scenes.
+  prototypes shared by all scenes. With ``whitened_colour_loss`` the error is taken in ZCA-whitened
+  colour (ocl/colour.py), where a difference along the tabletop's weak colour axis (yellow against
+  the brown table) costs as much as one along its dominant brightness axis.
 * ``kl_ext`` — KL(q(ext) || N(0, I)) of each object slot's extrinsic posterior (summed over slots
   and dims, averaged over the batch). Sampling positions/scales during training makes the decoder
   robust to small placement errors, and the KL keeps the posterior a proper distribution.
