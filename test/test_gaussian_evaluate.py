@@ -29,6 +29,9 @@ def test_evaluate_writes_results(tmp_path):
         assert data[key] is None or 0.0 <= data[key] <= 1.0, key
     assert 0 < data["num_gaussians"] <= 1500 and data["identity_source"] == "gocl"
     assert data["sizes"]["width"] == 32 and len(data["per_scene"]) == 2
+    for obj in (o for scene in data["per_scene"] for o in scene["objects"]):
+        summary = obj["held_out_identity"]  # None: never visible in a held-out view
+        assert summary is None or 0 <= summary["views_agreeing"] <= summary["views"]
     assert data["sizes"]["dataset_seed"] == 7 and data["sizes"]["codebook_entries"] == 8
 
 
@@ -45,6 +48,9 @@ def test_identity_votes():
     # scene 0: views 3, 3, 1 (overall 3: 5 of 9 pixels); scene 1: 3, 3; object (1, 2): background
     assert votes.cross_view_consistency() == 4 / 6
     assert votes.identified_cross_view_consistency() == 4 / 5 and votes.identified_fraction() == 2 / 3
+    assert votes.object_summary((0, 1)) == {"entry": 3, "views": 3, "views_agreeing": 2}
+    assert votes.object_summary((1, 2)) == {"entry": -1, "views": 1, "views_agreeing": 1}
+    assert votes.object_summary((5, 5)) is None
     fraction, kinds = votes.cross_scene()
     assert fraction == 1.0 and kinds == {5: [3, 3]}
     assert votes.kind_collisions() is None  # one identified object per kind so far: no pair

@@ -76,6 +76,16 @@ class IdentityVotes:
         best = max(counts.values())
         return min(v for v, c in counts.items() if c == best)
 
+    def object_summary(self, key: tuple) -> dict | None:
+        """``{"entry": overall majority (-1 = background), "views": n, "views_agreeing": k}`` of one
+        object, or None if it was never seen. With entry -1 the agreeing views agree on "no
+        identity", which :meth:`cross_view_consistency` counts as inconsistent."""
+        if key not in self.per_view:
+            return None
+        overall = self.overall(key)
+        views = self.per_view[key]
+        return {"entry": overall, "views": len(views), "views_agreeing": sum(v == overall for v in views)}
+
     def _agreement(self, identified_only: bool) -> float | None:
         agree = total = 0
         for key, views in self.per_view.items():

@@ -251,7 +251,9 @@ def evaluate(cfg: EvalConfig, identity, progress: bool = True) -> tuple[dict, di
         per_scene.append({
             "scene_index": scene_index, "world_seed": scene_seed(cfg.dataset_seed, scene_index),
             "objects": [{"instance_id": o.instance_id, "kind_id": o.kind_id, "kind_name": o.kind_name,
-                         "box_iou": round(iou, 4)} for o, iou in zip(world.objects, box_ious)],
+                         "box_iou": round(iou, 4),
+                         "held_out_identity": votes["codebook"].object_summary((scene_index, o.instance_id))}
+                        for o, iou in zip(world.objects, box_ious)],
             "num_instances": len(objects), "num_gaussians": mappers["codebook"].map.num_gaussians,
             "baseline_num_gaussians": mappers["baseline"].map.num_gaussians,
             "identity_miou": float(np.mean(scene_ious)) if scene_ious else None,
