@@ -17,7 +17,7 @@ def test_evaluate_writes_results(tmp_path):
     out = tmp_path / "results" / "gaussian_map.json"
     args = ["--checkpoint", str(checkpoint), "--out", str(out), "--scenes", "2", "--frames", "3", "--heldout", "1",
             "--width", "32", "--height", "32", "--iterations", "2", "--max-gaussians", "1500",
-            "--lidar-beams", "16", "--lidar-azimuth-steps", "256", "--no-progress"]
+            "--lidar-beams", "16", "--lidar-azimuth-steps", "256", "--mask-temperature", "0.7", "--no-progress"]
     returned = main(args)
     data = json.loads(out.read_text())
     assert data == json.loads(json.dumps(returned))
@@ -28,6 +28,7 @@ def test_evaluate_writes_results(tmp_path):
                 "baseline_slot_index_cross_view_consistency", "kind_collisions", "baseline_slot_index_kind_collisions"):
         assert data[key] is None or 0.0 <= data[key] <= 1.0, key
     assert 0 < data["num_gaussians"] <= 1500 and data["identity_source"] == "gocl"
+    assert data["mask_temperature"] == 0.7
     assert data["sizes"]["width"] == 32 and len(data["per_scene"]) == 2
     for obj in (o for scene in data["per_scene"] for o in scene["objects"]):
         summary = obj["held_out_identity"]  # None: never visible in a held-out view

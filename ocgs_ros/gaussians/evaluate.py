@@ -54,7 +54,7 @@ from ocgs_ros.gaussians.mapper import MapperConfig, OnlineMapper
 from ocgs_ros.gaussians.objects import ObjectConfig, ObjectTracker, render_instance_mask
 from ocgs_ros.ocl.checkpoint import load_checkpoint
 from ocgs_ros.ocl.data import gocl_tabletop_config
-from ocgs_ros.ocl.segment import PIXEL_PROB_FLOOR, GoclSegmenter
+from ocgs_ros.ocl.segment import DEFAULT_MASK_TEMPERATURE, PIXEL_PROB_FLOOR, GoclSegmenter
 from ocgs_ros.sim.dataset import scene_seed
 from ocgs_ros.sim.tabletop import TabletopWorld
 
@@ -359,6 +359,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--lidar-azimuth-steps", type=int, default=d.lidar_azimuth_steps)
     p.add_argument("--identity-targets", choices=("hard", "soft"), default=d.identity_targets,
                    help="GOCL supervision: confidence-weighted argmax class, or its full distribution")
+    p.add_argument("--mask-temperature", type=float, default=DEFAULT_MASK_TEMPERATURE,
+                   help="GoclSegmenter mask temperature (sharper soft masks below 1)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--oracle-identity", action="store_true",
@@ -366,6 +368,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     if min(args.scenes, args.frames, args.heldout, args.width, args.height, args.iterations) < 1:
         p.error("--scenes, --frames, --heldout, --width, --height and --iterations must be >= 1")
+    if not args.mask_temperature > 0:
+        p.error("--mask-temperature must be > 0")
     torch.set_num_threads(args.threads)
     cfg = EvalConfig(dataset_seed=args.dataset_seed, scenes=args.scenes, frames=args.frames, heldout=args.heldout,
                      width=args.width, height=args.height, iterations=args.iterations,
@@ -377,7 +381,7 @@ def main(argv: list[str] | None = None) -> dict:
         identity = OracleIdentity()
     else:
         model, _, meta = load_checkpoint(checkpoint)
-        identity = GoclIdentity(GoclSegmenter(model))
+        identity = GoclIdentity(GoclSegmenter(model, mask_temperature=args.mask_temperature))
     started = time.perf_counter()
     results, figure = evaluate(cfg, identity, progress=not args.no_progress)
     out = Path(args.out)
@@ -387,6 +391,7 @@ def main(argv: list[str] | None = None) -> dict:
     results.update({
         "checkpoint": None if args.oracle_identity else str(checkpoint), "checkpoint_step": meta.get("step"),
         "checkpoint_run": (meta.get("extra") or {}).get("command"),
+        "mask_temperature": None if args.oracle_identity else args.mask_temperature,
         "figure": str(figure_path), "wall_time_s": time.perf_counter() - started,
         "command": " ".join(["python -m ocgs_ros.gaussians.evaluate", *argv]),
     })
