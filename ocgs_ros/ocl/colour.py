@@ -33,7 +33,8 @@ def fit_colour_whitening(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class ColourWhitening(nn.Module):
-    """``[B, 3, H, W]`` -> ``W (x - mean)`` per pixel; identity until :meth:`set` (saved in the state dict)."""
+    """``[B, 3, H, W]`` -> ``W (x - mean)`` per pixel; the identity until :meth:`set`. Both are
+    buffers, so a checkpoint carries the fitted transform."""
 
     def __init__(self) -> None:
         super().__init__()

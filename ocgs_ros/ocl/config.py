@@ -203,7 +203,8 @@ class GoclConfig:
         (ocl/colour.py): on the validation set at step 4000 that halved the appearances left to
         the background (15 % -> 9 %) and raised codebook consistency from 0.45 to 0.55; the weaker
         usage prior (kl_pi_weight 1e-2 -> 1e-3) then raised it to 0.76 (NMI 0.52 -> 0.55; ~11
-        prototypes in effective use instead of ~25). Seed 1 of the same recipe: 0.63 / 0.48.
+        prototypes in effective use instead of ~25); seed 1 of the same recipe: consistency 0.63,
+        NMI 0.48.
         """
         base = dict(
             image_height=48, image_width=48, num_object_slots=5, num_iterations=2,
