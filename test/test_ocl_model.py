@@ -247,7 +247,8 @@ def test_train_step_runs_collapse_guard():
 def test_segment_outputs_shapes_dtypes_and_layout(tiny_model):
     cfg = tiny_model.config
     images = synthetic_images(3)
-    result = GoclSegmenter(tiny_model).segment(images)
+    # one pass: the composition rule below (flip averaging is tested on its own)
+    result = GoclSegmenter(tiny_model, flip_average=False).segment(images)
     b, k, m = 3, cfg.num_slots, cfg.codebook_size
     assert result.masks.shape == (b, k, 32, 32) and result.masks.dtype == torch.float32
     assert torch.allclose(result.masks.sum(1), torch.ones(b, 32, 32), atol=1e-5)
@@ -314,3 +315,21 @@ def test_mask_temperature_sharpens_soft_masks_but_keeps_the_segmentation(tiny_mo
     assert torch.allclose(sharp.masks.sum(1), torch.ones(3, 32, 32), atol=1e-5)
     with pytest.raises(ValueError, match="mask_temperature"):
         GoclSegmenter(tiny_model, mask_temperature=0.0)
+
+
+def test_flip_average_makes_pixel_distributions_mirror_with_the_image(tiny_model):
+    images = synthetic_images(2, seed=12)
+    mirrored = images.flip(-1)
+    single = GoclSegmenter(tiny_model, flip_average=False)
+    averaged = GoclSegmenter(tiny_model)  # the default
+    assert averaged.flip_average
+    # One pass of a model with learned positions is not mirror-symmetric...
+    a, b = single.segment(images), single.segment(mirrored)
+    assert not torch.allclose(a.pixel_codebook_logits.flip(-1), b.pixel_codebook_logits, atol=1e-3)
+    # ...the average of the image and its mirror image is, by construction.
+    c, d = averaged.segment(images), averaged.segment(mirrored)
+    torch.testing.assert_close(c.pixel_codebook_logits.flip(-1), d.pixel_codebook_logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(c.pixel_codebook_logits.exp().sum(1), torch.ones(2, 32, 32), atol=1e-5, rtol=0)
+    # masks and slot entries are the image's own pass, unchanged by the option
+    assert torch.equal(c.masks, a.masks) and torch.equal(c.slot_codebook_ids, a.slot_codebook_ids)
+    assert not torch.allclose(c.pixel_codebook_logits, a.pixel_codebook_logits, atol=1e-3)

@@ -361,6 +361,8 @@ def main(argv: list[str] | None = None) -> dict:
                    help="GOCL supervision: confidence-weighted argmax class, or its full distribution")
     p.add_argument("--mask-temperature", type=float, default=DEFAULT_MASK_TEMPERATURE,
                    help="GoclSegmenter mask temperature (sharper soft masks below 1)")
+    p.add_argument("--no-flip-average", action="store_true",
+                   help="GOCL per-pixel distributions of the image alone, not averaged with its mirror image")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--oracle-identity", action="store_true",
@@ -381,7 +383,8 @@ def main(argv: list[str] | None = None) -> dict:
         identity = OracleIdentity()
     else:
         model, _, meta = load_checkpoint(checkpoint)
-        identity = GoclIdentity(GoclSegmenter(model, mask_temperature=args.mask_temperature))
+        identity = GoclIdentity(GoclSegmenter(model, mask_temperature=args.mask_temperature,
+                                              flip_average=not args.no_flip_average))
     started = time.perf_counter()
     results, figure = evaluate(cfg, identity, progress=not args.no_progress)
     out = Path(args.out)
@@ -392,6 +395,7 @@ def main(argv: list[str] | None = None) -> dict:
         "checkpoint": None if args.oracle_identity else str(checkpoint), "checkpoint_step": meta.get("step"),
         "checkpoint_run": (meta.get("extra") or {}).get("command"),
         "mask_temperature": None if args.oracle_identity else args.mask_temperature,
+        "flip_average": None if args.oracle_identity else not args.no_flip_average,
         "figure": str(figure_path), "wall_time_s": time.perf_counter() - started,
         "command": " ".join(["python -m ocgs_ros.gaussians.evaluate", *argv]),
     })

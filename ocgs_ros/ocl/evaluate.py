@@ -64,7 +64,8 @@ def evaluate_model(model: GoclModel, dataset: GoclViewDataset, batch_size: int =
     """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be > 0 (got {batch_size})")
-    segmenter = GoclSegmenter(model)
+    # The metrics read masks and slot entries only, which flip averaging leaves unchanged.
+    segmenter = GoclSegmenter(model, flip_average=False)
     accumulator = GoclMetricAccumulator()
     start = time.perf_counter()
     for first in range(0, len(dataset), batch_size):

@@ -25,6 +25,15 @@ set) brings that to 7 %, while object pixels with P(background) >= 0.5 rise from
 mostly the objects the hard segmentation already gives to the background. ``1.0`` gives the
 model's own masks.
 
+Flip averaging (``flip_average``, on by default): ``pixel_codebook_logits`` are the log of the mean of
+the per-pixel distributions of the image and of its mirror image (mirrored back). GOCL is trained
+with horizontal flips, so both are equally valid decompositions; their average has steadier
+object boundaries and fewer small objects left to the background. On the Gaussian map's dev scenes
+(dataset seed 5) it raised cross-view consistency from 0.81 to 0.88 and instance recall from
+0.88 to 0.92 (docs/gaussian_map.md). It costs a second forward pass. ``masks``,
+``slot_codebook_ids``, ``slot_codebook_probs`` and ``slot_confidence`` are those of the image
+itself: slots of two passes do not correspond.
+
 Any input size is accepted: images are resized (bilinear, antialiased) to the model's
 resolution, and masks and pixel probabilities are resized back (bilinear, which keeps them
 summing to 1) before the log is taken. Aspect ratio is not preserved: a 4:3 image is squeezed
@@ -70,13 +79,15 @@ def _resize(tensor: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 class GoclSegmenter:
     """Deterministic segmentation with a trained :class:`GoclModel` (eval mode, no gradients)."""
 
-    def __init__(self, model: GoclModel, mask_temperature: float = DEFAULT_MASK_TEMPERATURE):
+    def __init__(self, model: GoclModel, mask_temperature: float = DEFAULT_MASK_TEMPERATURE,
+                 flip_average: bool = True):
         if not isinstance(model, GoclModel):
             raise TypeError(f"GoclSegmenter needs a GoclModel, got {type(model).__name__}")
         if not mask_temperature > 0:
             raise ValueError(f"mask_temperature must be > 0, got {mask_temperature}")
         self.model = model
         self.mask_temperature = float(mask_temperature)
+        self.flip_average = bool(flip_average)
 
     @property
     def device(self) -> torch.device:
@@ -98,6 +109,15 @@ class GoclSegmenter:
         if low < -RANGE_TOLERANCE or high > 1.0 + RANGE_TOLERANCE:
             raise ValueError(f"images must be in [0, 1], got values in [{low:.4g}, {high:.4g}]")
 
+    def _masks_and_pixel_probs(self, output) -> tuple[torch.Tensor, torch.Tensor]:
+        """Soft masks ``[B, K, h, w]`` at the mask temperature and per-pixel probabilities
+        ``[B, M+1, h, w]`` over {background, entries} of one forward pass."""
+        masks = (output.alpha_logits / self.mask_temperature).softmax(dim=1)
+        object_masks = masks[:, BACKGROUND_SLOT + 1:]
+        pixel_probs = torch.cat([masks[:, BACKGROUND_SLOT:BACKGROUND_SLOT + 1],
+                                 torch.einsum("bkhw,bkm->bmhw", object_masks, output.codebook_probs)], dim=1)
+        return masks, pixel_probs
+
     @torch.no_grad()
     def segment(self, images: torch.Tensor) -> SegmentationResult:
         """Segment ``images`` (float32 ``[B, 3, H, W]`` in [0, 1], any H, W); outputs on the
@@ -111,15 +131,15 @@ class GoclSegmenter:
         try:
             x = _resize(images.to(self.device).clamp(0.0, 1.0), (cfg.image_height, cfg.image_width))
             output = model(x)
+            mirrored = model(x.flip(-1)) if self.flip_average else None
         finally:
             model.train(was_training)
 
-        masks = (output.alpha_logits / self.mask_temperature).softmax(dim=1)  # [B, K, h, w]
+        masks, pixel_probs = self._masks_and_pixel_probs(output)
+        if mirrored is not None:
+            pixel_probs = 0.5 * (pixel_probs + self._masks_and_pixel_probs(mirrored)[1].flip(-1))
         probs = output.codebook_probs  # [B, Ko, M]
         batch = masks.shape[0]
-        object_masks = masks[:, BACKGROUND_SLOT + 1:]
-        pixel_probs = torch.cat([masks[:, BACKGROUND_SLOT:BACKGROUND_SLOT + 1],
-                                 torch.einsum("bkhw,bkm->bmhw", object_masks, probs)], dim=1)
         presence = masks.flatten(2).amax(dim=-1)  # [B, K]
         best_prob, best_code = probs.max(dim=-1)  # [B, Ko]
         background_column = torch.full((batch, 1), BACKGROUND_CODE, dtype=torch.int64, device=masks.device)
