@@ -29,8 +29,8 @@ Flip averaging (``flip_average``, on by default): ``pixel_codebook_logits`` are 
 the per-pixel distributions of the image and of its mirror image (mirrored back). GOCL is trained
 with horizontal flips, so both are equally valid decompositions; their average has steadier
 object boundaries and fewer small objects left to the background. On the Gaussian map's dev scenes
-(dataset seed 5) it raised cross-view consistency from 0.81 to 0.88 and instance recall from
-0.88 to 0.92 (docs/gaussian_map.md). It costs a second forward pass. ``masks``,
+(dataset seed 5) it raised cross-view consistency from 0.81 to 0.86 and instance recall from
+0.88 to 0.96 (docs/gaussian_map.md). It costs a second forward pass. ``masks``,
 ``slot_codebook_ids``, ``slot_codebook_probs`` and ``slot_confidence`` are those of the image
 itself: slots of two passes do not correspond.
 
