@@ -69,6 +69,10 @@ PARAMS = {
     "gocl_checkpoint": Param("shipped", "GOCL checkpoint: a path, 'shipped' (ocgs_ros.models.GOCL_TABLETOP), "
                                         "or 'none' (map without identities).", _gocl_checkpoint),
     "num_codebook_entries": Param(32, "Codebook size when gocl_checkpoint is 'none' (else the model's).", positive),
+    "gocl_mask_temperature": Param(0.5, "GOCL soft-mask temperature (below 1 sharpens; see ocl/segment.py).",
+                                   positive),
+    "gocl_flip_average": Param(True, "Average GOCL's per-pixel distributions with those of the mirror image "
+                                     "(a second GOCL pass; steadier identities, see ocl/segment.py)."),
     "iterations_per_frame": Param(8, "Map optimisation iterations per integrated frame.", positive),
     "keyframe_window": Param(4, "Recent keyframes optimised together.", positive),
     "max_keyframes": Param(48, "Keyframes kept at most (memory bound; the most redundant older one is "
@@ -105,7 +109,7 @@ class SensorFrame:
     depth: Image | None = None
 
 
-def load_segmenter(value: str):
+def load_segmenter(value: str, mask_temperature: float = 0.5, flip_average: bool = True):
     """GoclSegmenter for a checkpoint parameter value, or None for 'none'."""
     if value == "none":
         return None
@@ -116,7 +120,7 @@ def load_segmenter(value: str):
     path = models.shipped_checkpoint("gocl") if value in ("", "shipped") else Path(value)
     model, _config, _meta = load_checkpoint(path)
     model.eval()
-    return GoclSegmenter(model)
+    return GoclSegmenter(model, mask_temperature=mask_temperature, flip_average=flip_average)
 
 
 class ObjectMappingNode(Node):
@@ -129,7 +133,8 @@ class ObjectMappingNode(Node):
 
         torch.set_num_threads(p["torch_threads"])
         try:
-            self.segmenter = load_segmenter(p["gocl_checkpoint"])
+            self.segmenter = load_segmenter(p["gocl_checkpoint"], p["gocl_mask_temperature"],
+                                            p["gocl_flip_average"])
         except Exception as exc:  # noqa: BLE001 - any unusable checkpoint is a start-up error
             raise ValueError(f"object_mapping_node: gocl_checkpoint {p['gocl_checkpoint']!r}: {exc}") from exc
         self.num_entries = (self.segmenter.model.config.codebook_size if self.segmenter is not None
