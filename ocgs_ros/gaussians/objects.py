@@ -292,8 +292,8 @@ def _merge_overlapping(groups: list[tuple[int, np.ndarray]], means: np.ndarray, 
     merged = []
     for label in np.unique(labels):
         members = [groups[k] for k in np.flatnonzero(labels == label)]
-        channel = max(members, key=lambda g: (len(g[1]), -g[0]))[0]
-        merged.append((channel, np.sort(np.concatenate([idx for _, idx in members]))))
+        entry = max(members, key=lambda g: (len(g[1]), -g[0]))[0]
+        merged.append((entry, np.sort(np.concatenate([idx for _, idx in members]))))
     return merged
 
 

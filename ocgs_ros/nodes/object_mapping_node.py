@@ -109,8 +109,8 @@ class SensorFrame:
     depth: Image | None = None
 
 
-def load_segmenter(value: str, mask_temperature: float = 0.5, flip_average: bool = True):
-    """GoclSegmenter for a checkpoint parameter value, or None for 'none'."""
+def load_segmenter(value: str, mask_temperature: float, flip_average: bool):
+    """GoclSegmenter for a checkpoint parameter value (and the node's GOCL parameters), or None for 'none'."""
     if value == "none":
         return None
     from ocgs_ros import models

@@ -110,14 +110,13 @@ def gocl_loss(output: GoclOutput, images: torch.Tensor, config: GoclConfig,
     """
     if config.whitened_colour_loss and colour_whitening is None:
         raise ValueError("config.whitened_colour_loss is on but no colour_whitening module was given")
-    if not config.whitened_colour_loss:
-        colour_whitening = None
+    loss_whitening = colour_whitening if config.whitened_colour_loss else None
     if output.reconstruction.shape != images.shape:
         raise ValueError(f"reconstruction {list(output.reconstruction.shape)} and images "
                          f"{list(images.shape)} differ in shape")
     slot_mass = output.masks[:, BACKGROUND_SLOT + 1:].mean(dim=(-2, -1))  # [B, Ko]
     terms = {
-        "reconstruction": reconstruction_error(output.reconstruction, images, colour_whitening),
+        "reconstruction": reconstruction_error(output.reconstruction, images, loss_whitening),
         "kl_ext": kl_diagonal_gaussian_to_standard(output.extrinsic_mean, output.extrinsic_logvar)
         .sum(dim=1).mean(),
         "kl_bck": kl_diagonal_gaussian_to_standard(output.background_mean, output.background_logvar).mean(),
