@@ -19,12 +19,15 @@ def _blob(center, count, seed, spread=0.01):  # loose clouds: tests link them at
     return np.asarray(center) + np.random.default_rng(seed).normal(scale=spread, size=(count, 3))
 
 
-def _add(gmap, points, channel, opacity=0.9):
+GAUSSIAN_STD = 0.008  # m: isotropic standard deviation of the Gaussians _add makes
+
+
+def _add(gmap, points, channel, opacity=0.9, scales=(GAUSSIAN_STD,) * 3):
     """Gaussians whose decoded identity is ``channel`` (head = identity matrix, feature = one-hot)."""
     feature = torch.zeros(len(points), gmap.config.identity_dim)
     feature[:, channel] = 1.0
     colors = np.full((len(points), 3), 0.2 + 0.1 * channel)
-    gmap.add_gaussians(points, colors, scales=np.full((len(points), 3), 0.008), identity=feature, opacity=opacity)
+    gmap.add_gaussians(points, colors, scales=np.tile(scales, (len(points), 1)), identity=feature, opacity=opacity)
 
 
 def _empty_map():
@@ -153,14 +156,15 @@ def test_entries_from_logits_is_a_two_level_decision():
 
 
 def _object_on_table(foot_z: float, table_z: float = 0.0, up=(0.0, 0.0, 1.0)):
-    """A 6 cm tall column of entry-2 Gaussians from ``foot_z`` up, on a table of background
-    Gaussians at height ``table_z`` (only around the column: under it is never seen)."""
+    """A 6 cm tall column of entry-2 Gaussians from ``foot_z`` up, on a table surface at height
+    ``table_z`` made of background Gaussians around the column (under it is never seen). As in an
+    optimised map, the table Gaussians' centres sit ``support_top_sigma`` std under that surface."""
     gmap = _empty_map()
     rng = np.random.default_rng(0)
     column = np.c_[rng.uniform(-0.02, 0.02, (80, 2)), rng.uniform(foot_z, table_z + 0.06, 80)]
     ring = rng.uniform(-0.08, 0.08, (400, 2))
     ring = ring[np.linalg.norm(ring, axis=1) > 0.03]
-    table = np.c_[ring, np.full(len(ring), table_z)]
+    table = np.c_[ring, np.full(len(ring), table_z - ObjectConfig().support_top_sigma * GAUSSIAN_STD)]
     flip = np.diag([1.0, 1.0, 1.0]) if up[2] > 0 else np.diag([1.0, -1.0, -1.0])  # up = -z: world upside down
     _add(gmap, column @ flip.T, channel=3)
     _add(gmap, table @ flip.T, channel=0)
@@ -223,3 +227,82 @@ def test_one_object_whose_gaussians_disagree_on_the_entry_is_one_instance():
     assert objects[0].confidence == pytest.approx(60 / 90, abs=0.01)  # the disagreement shows
     split = extract_instances(gmap, dataclasses.replace(config, merge_iou=2.0))  # merging off
     assert sorted((o.codebook_entry, o.num_gaussians) for o in split) == [(2, 60), (3, 30), (3, 40)]
+
+
+def test_the_top_and_bottom_of_one_object_labelled_with_two_entries_merge_by_default():
+    # the dev map's blue cone (dataset seed 11): GOCL gave its foot one entry and its top another;
+    # the two parts' boxes overlap by IoU 0.25 (heights 0-7 cm and 4-12 cm of one 4 cm column)
+    gmap = _empty_map()
+    rng = np.random.default_rng(3)
+    _add(gmap, np.c_[rng.uniform(-0.02, 0.02, (120, 2)), rng.uniform(0.0, 0.07, 120)], channel=3)
+    _add(gmap, np.c_[rng.uniform(-0.02, 0.02, (120, 2)), rng.uniform(0.04, 0.12, 120)], channel=4)
+    config = ObjectConfig(min_gaussians=20, box_sigma=0.0, box_trim=0.0, support_snap=0.0)
+    merged = extract_instances(gmap, config)
+    assert [(o.num_gaussians, round(float(o.aabb_max[2] - o.aabb_min[2]), 2)) for o in merged] == [(240, 0.12)]
+    parts = extract_instances(gmap, dataclasses.replace(config, merge_iou=0.3))  # the earlier threshold
+    assert sorted(o.num_gaussians for o in parts) == [120, 120]
+
+
+@pytest.mark.parametrize("table_scales", [(0.01, 0.01, 0.002), (0.008, 0.008, 0.008)])  # flat discs, round blobs
+def test_the_support_surface_lies_support_top_sigma_std_above_the_table_centres(table_scales):
+    gmap = _empty_map()
+    rng = np.random.default_rng(4)
+    _add(gmap, np.c_[rng.uniform(-0.02, 0.02, (80, 2)), rng.uniform(-0.015, 0.06, 80)], channel=3)  # sinks in
+    ring = rng.uniform(-0.08, 0.08, (400, 2))
+    ring = ring[np.linalg.norm(ring, axis=1) > 0.03]
+    _add(gmap, np.c_[ring, np.full(len(ring), -0.005)], channel=0, scales=table_scales)  # centres 5 mm down
+    config = ObjectConfig(min_gaussians=20, box_sigma=0.0, box_trim=0.0, support_top_sigma=0.7)
+    (obj,) = extract_instances(gmap, config)
+    assert obj.aabb_min[2] == pytest.approx(-0.005 + 0.7 * table_scales[2], abs=2e-4)  # std along up only
+    (centres,) = extract_instances(gmap, dataclasses.replace(config, support_top_sigma=0.0))
+    assert centres.aabb_min[2] == pytest.approx(-0.005, abs=2e-4)
+    with pytest.raises(ValueError):
+        ObjectConfig(support_top_sigma=-0.5)
+
+
+def _table_around(gmap, footprints, seed=5):
+    """Background Gaussians of a table whose surface is at z = 0, except under ``footprints``
+    ((x, y, radius) of the objects standing on it: never seen)."""
+    xy = np.random.default_rng(seed).uniform(-0.15, 0.15, (1500, 2))
+    for x, y, r in footprints:
+        xy = xy[np.linalg.norm(xy - [x, y], axis=1) > r]
+    _add(gmap, np.c_[xy, np.full(len(xy), -ObjectConfig().support_top_sigma * GAUSSIAN_STD)], channel=0)
+
+
+def _column(center_xy, count, seed, radius=0.02, height=0.08):
+    rng = np.random.default_rng(seed)
+    return np.c_[np.asarray(center_xy) + rng.uniform(-radius, radius, (count, 2)), rng.uniform(0.0, height, count)]
+
+
+def test_two_objects_of_one_entry_joined_only_through_the_table_are_two_instances():
+    gmap = _empty_map()
+    _add(gmap, _column([-0.04, 0.0], 150, 1), channel=3)
+    _add(gmap, _column([0.04, 0.0], 150, 2), channel=3)  # same kind, 4 cm of table between them
+    bridge = np.c_[np.random.default_rng(3).uniform([-0.03, -0.01], [0.03, 0.01], (60, 2)), np.zeros(60)]
+    _add(gmap, bridge, channel=3)  # table Gaussians between them that took their identity
+    _table_around(gmap, [(-0.04, 0.0, 0.03), (0.04, 0.0, 0.03)])
+    config = ObjectConfig(min_gaussians=20, box_sigma=0.0, box_trim=0.0)
+    objects = sorted(extract_instances(gmap, config), key=lambda o: o.centroid[0])
+    assert [o.codebook_entry for o in objects] == [2, 2]
+    assert objects[0].aabb_max[0] < 0.0 < objects[1].aabb_min[0]  # each box stays on its own side
+    assert sum(o.num_gaussians for o in objects) <= 360 and min(o.num_gaussians for o in objects) >= 150
+    (joined,) = extract_instances(gmap, dataclasses.replace(config, ground_clearance=0.0))  # the rule off
+    assert joined.aabb_min[0] < -0.05 and joined.aabb_max[0] > 0.05
+
+
+def test_table_gaussians_beside_an_object_that_took_its_identity_do_not_widen_its_box():
+    gmap = _empty_map()
+    _add(gmap, _column([0.0, 0.0], 150, 1), channel=3)
+    skirt = np.c_[np.random.default_rng(2).uniform([0.015, -0.02], [0.06, 0.02], (80, 2)), np.zeros(80)]
+    _add(gmap, skirt, channel=3)  # a 4 cm skirt on the table beside the object, labelled as the object
+    _table_around(gmap, [(0.0, 0.0, 0.025)])
+    config = ObjectConfig(min_gaussians=20, box_sigma=0.0, box_trim=0.0)
+    (obj,) = extract_instances(gmap, config)
+    assert obj.aabb_max[0] == pytest.approx(0.02 + config.footprint_margin, abs=2e-3)  # column + margin
+    assert obj.aabb_min[2] == pytest.approx(0.0, abs=2e-3) and obj.num_gaussians < 230
+    (wide,) = extract_instances(gmap, dataclasses.replace(config, ground_clearance=0.0))
+    assert wide.aabb_max[0] > 0.055 and wide.num_gaussians == 230
+    with pytest.raises(ValueError):
+        ObjectConfig(ground_clearance=-0.01)
+    with pytest.raises(ValueError):
+        ObjectConfig(footprint_margin=-0.01)

@@ -261,11 +261,14 @@ def test_a_gocl_checkpoint_drives_the_identities(ros_context, gocl_checkpoint, s
         assert node.published == 1 and not node.rejected
         assert node.mapper.map.identity_head.out_features == 9
         assert node.segmenter.flip_average and node.segmenter.mask_temperature == 0.5  # the defaults
+        assert node.tracker.config.ground_clearance == 0.01
     finally:
         node.destroy_node()
-    node = make_node(ros_context, gocl_checkpoint, gocl_flip_average=False, gocl_mask_temperature=0.35)
+    node = make_node(ros_context, gocl_checkpoint, gocl_flip_average=False, gocl_mask_temperature=0.35,
+                     object_ground_clearance_m=0.0)
     try:
         assert not node.segmenter.flip_average and node.segmenter.mask_temperature == 0.35
+        assert node.tracker.config.ground_clearance == 0.0
     finally:
         node.destroy_node()
 
@@ -279,6 +282,8 @@ def test_invalid_parameters_fail_at_start_with_a_clear_error(ros_context, gocl_c
         make_node(ros_context, gocl_checkpoint, iterations_per_frame=0)
     with pytest.raises(ValueError, match="gocl_mask_temperature"):
         make_node(ros_context, gocl_checkpoint, gocl_mask_temperature=0.0)
+    with pytest.raises(ValueError, match="object_ground_clearance_m"):
+        make_node(ros_context, gocl_checkpoint, object_ground_clearance_m=-0.01)
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="gocl_checkpoint"):

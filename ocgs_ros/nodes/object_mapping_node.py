@@ -88,6 +88,9 @@ PARAMS = {
                                          "this above it are moved onto it (m; 0 = off).", non_negative),
     "object_min_rise_m": Param(0.02, "Instances rising less than this above the support (m) are patches of the "
                                      "support, not objects (0 = keep flat objects).", non_negative),
+    "object_ground_clearance_m": Param(0.01, "Gaussians of an object less than this above the support (m) are at "
+                                             "ground level: they neither join two objects nor widen a box "
+                                             "(0 = off).", non_negative),
     "publish_gaussians_period_s": Param(2.0, "Period of ~/gaussians (0 = after every frame).", non_negative),
     "max_published_gaussians": Param(20000, "Points in ~/gaussians at most (random subset).", positive),
     "publish_identity_image": Param(False, "Publish ~/identity_image (renders the map once more per frame)."),
@@ -202,7 +205,8 @@ class ObjectMappingNode(Node):
                                                   link_radius=p["object_link_radius"],
                                                   min_gaussians=p["object_min_gaussians"],
                                                   support_snap=p["object_support_snap_m"],
-                                                  min_rise=p["object_min_rise_m"]))
+                                                  min_rise=p["object_min_rise_m"],
+                                                  ground_clearance=p["object_ground_clearance_m"]))
         self.objects: list = []
         self.frames_integrated = 0
 
