@@ -90,18 +90,20 @@ class ObjectConfig:
     # components of different entries whose boxes reach this 3D IoU are one object whose Gaussians
     # disagree on the entry (> 1 disables merging). IoU, not containment: a large spurious blob
     # would otherwise swallow the real objects inside its box.
-    # link radius, sigma, trim and support snap were chosen on dev seed 5 (previous sessions); merge
+    # 0.2: the foot and the top of a dev cone, labelled with two entries, overlapped by IoU 0.25.
+    # Link radius, sigma, trim and support snap were chosen on dev seed 5 (earlier sessions); merge
     # IoU, support_top_sigma and ground clearance on dev seeds 5, 11, 13 and 19 (docs/gaussian_map.md)
     merge_iou: float = 0.2
     # the support surface lies this many standard deviations (along up_axis) above the centres of
     # its Gaussians: an optimised table Gaussian's centre sits under the surface it renders (dev
-    # maps, GOCL and ground-truth identity alike: median 0.5-0.7 cm under it, up-std ~0.9 cm); 0.7
-    # makes the dev maps' support estimate unbiased (median error within +-0.15 cm)
+    # maps, GOCL and ground-truth identity alike: median 0.5-0.7 cm under it, up-std ~0.9 cm); at 0.7
+    # the dev maps' support estimate is unbiased (median error 0.0 and +0.1 cm on two dev sets)
     support_top_sigma: float = 0.7
     # m: an instance's Gaussians less than this above the support are at ground level, where GOCL's
     # masks bleed onto the table. They neither connect one entry's objects into one instance (each
     # connected part of the elevated Gaussians is an object, ground-level ones join the nearest), nor
     # widen the footprint beyond the elevated Gaussians' by more than footprint_margin (m). 0: off.
+    # Like the support snap it needs the support estimate (up_axis set, support_snap > 0).
     ground_clearance: float = 0.01
     footprint_margin: float = 0.01
 
