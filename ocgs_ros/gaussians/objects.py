@@ -353,9 +353,9 @@ class _SupportSurface:
         up_std = np.sqrt(np.einsum("i,nij,j->n", up, background_covars, up).clip(0.0))
         self.heights = local[:, 2] + config.support_top_sigma * up_std
         self.tree = cKDTree(local[:, :2])
-        up = np.abs(up)
+        alignment = np.abs(up)  # |cos| of the angle between up and each map axis
         # the AABB can only snap along a coordinate axis that is (anti)parallel to up
-        self.aabb_axis = int(up.argmax()) if np.isclose(up.max(), 1.0) else None
+        self.aabb_axis = int(alignment.argmax()) if np.isclose(alignment.max(), 1.0) else None
         self.aabb_sign = float(np.sign(self.frame[self.aabb_axis, 2])) if self.aabb_axis is not None else 0.0
 
     def height_near(self, points: np.ndarray) -> float | None:
