@@ -42,7 +42,22 @@ class DistributedContext:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    def finish(self) -> None:
+        """End a run that completed on this rank: wait for every rank, then leave the group.
+
+        Rank 0 still writes the checkpoint, the plot and the evaluation after the last
+        collective while the other ranks have nothing left to do. Without this barrier they tear
+        down their gloo connections and exit while rank 0 works, so the ranks leave at different
+        times; with it, every rank destroys the group together, as torch's shutdown notes ask.
+        Call it only on the success path: after a failure the peers may be blocked in another
+        collective and a barrier would wait for them until the group's timeout.
+        """
+        if self.distributed and dist.is_initialized():
+            dist.barrier()
+        self.close()
+
     def close(self) -> None:
+        """Leave the process group (idempotent; safe on the failure path)."""
         if self.distributed and dist.is_initialized():
             dist.destroy_process_group()
 

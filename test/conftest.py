@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,29 @@ def node_process(tmp_path):
     yield start
     for proc in started:
         proc.stop()
+
+
+def run_torchrun(module: str, args: list[str], log_dir: Path, nproc: int = 2,
+                 timeout_s: float = 120.0) -> subprocess.CompletedProcess:
+    """``module`` under torchrun with ``nproc`` CPU ranks, all traffic on 127.0.0.1.
+
+    The rendezvous store takes a free port itself (port 0), so no port is picked and then lost to
+    a race; gloo is pinned to the loopback interface instead of whatever the host name resolves
+    to. Every rank's stdout/stderr goes to its own file under ``log_dir`` (with Python's fault
+    handler on, so a rank killed by a signal leaves its traceback), and on failure
+    :func:`torchrun_failure` shows them: torchrun's own summary names only the signal.
+    """
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", f"--nproc_per_node={nproc}",
+               "--rdzv-backend=c10d", "--rdzv-endpoint=127.0.0.1:0", f"--rdzv-id={uuid.uuid4()}",
+               f"--log-dir={log_dir}", "--redirects=3", "-m", module, *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "GLOO_SOCKET_IFNAME": "lo",
+           "PYTHONFAULTHANDLER": "1"}
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout_s, cwd=log_dir.parent)
+
+
+def torchrun_failure(done: subprocess.CompletedProcess, log_dir: Path) -> str:
+    """torchrun's exit code and stderr tail, then the tail of every rank's own log files."""
+    parts = [f"torchrun exit {done.returncode}", done.stderr[-1500:]]
+    for log in sorted(log_dir.rglob("*.log")):
+        parts.append(f"--- {log.relative_to(log_dir)}\n{log.read_text(errors='replace')[-2500:]}")
+    return "\n".join(parts)

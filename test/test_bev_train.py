@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import run_torchrun, torchrun_failure
 from ocgs_ros.bev import evaluate as bev_evaluate
 from ocgs_ros.bev.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ocgs_ros.bev.config import BevConfig
@@ -113,21 +114,10 @@ def test_corrupt_and_mismatched_checkpoints_raise_clear_errors(tmp_path):
 
 def test_torchrun_ddp_two_processes_on_cpu(tmp_path, data_root):
     """Two gloo ranks through torch.distributed (torchrun); rank 0 writes the run folder."""
-    import os
-    import socket
-    import subprocess
-    import sys
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
-           "--master_addr=127.0.0.1", "-m", "ocgs_ros.bev.train", "--data", str(data_root), "--out", str(out),
-           "--preset", "tiny", "--steps", "2", "--batch", "1", "--no-progress"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    out, logs = tmp_path / "ddp", tmp_path / "torchrun_logs"
+    done = run_torchrun("ocgs_ros.bev.train", ["--data", str(data_root), "--out", str(out), "--preset", "tiny",
+                                               "--steps", "2", "--batch", "1", "--no-progress"], logs)
+    assert done.returncode == 0, torchrun_failure(done, logs)
     run = json.loads((out / "config.json").read_text())["run"]
     assert run["world_size"] == 2
     assert load_checkpoint(out / "checkpoint.pt")[2]["step"] == 2

@@ -2,22 +2,19 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import run_torchrun, torchrun_failure
 from ocgs_ros.ocl import CheckpointError, GoclConfig, load_checkpoint
 from ocgs_ros.ocl.data import GoclViewDataset, ensure_gocl_dataset, gocl_tabletop_config
 from ocgs_ros.ocl.train import build_config, capture_rng_state, main as train_main, restore_rng_state
 from ocgs_ros.sim.dataset import TabletopDataset
 
 torch.set_num_threads(1)
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -246,12 +243,9 @@ def test_no_codebook_baseline_trains_with_slot_index_identity(tiny_dataset, tmp_
 @pytest.mark.skipif(not hasattr(torch.distributed, "is_available") or not torch.distributed.is_available(),
                     reason="torch.distributed unavailable")
 def test_torchrun_two_processes_gloo(tiny_dataset, tmp_path):
-    out = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               "-m", "ocgs_ros.ocl.train", *tiny_args(tiny_dataset, out, 4, "--batch", "2", "--device", "cpu")]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
+    out, logs = tmp_path / "ddp", tmp_path / "torchrun_logs"
+    done = run_torchrun("ocgs_ros.ocl.train", tiny_args(tiny_dataset, out, 4, "--batch", "2", "--device", "cpu"), logs)
+    assert done.returncode == 0, torchrun_failure(done, logs)
     _, _, meta = load_checkpoint(out / "checkpoint.pt")
     assert meta["step"] == 4 and meta["extra"]["world_size"] == 2
     assert len(meta["extra"]["rng_states"]) == 2  # every rank's RNG state, for an exact resume

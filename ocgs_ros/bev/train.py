@@ -353,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
             ev = result["eval"]
             tail = f"  val mAP {ev['mAP']}  mIoU {ev['mIoU']}" if ev else ""
             print(f"bev_train: checkpoint {result['checkpoint']}  {result['seconds_per_step']:.3f} s/step{tail}")
+        ctx.finish()
     finally:
         ctx.close()
     return 0

@@ -298,7 +298,10 @@ def evaluate(cfg: EvalConfig, identity, progress: bool = True) -> tuple[dict, di
 def _box_description(config: ObjectConfig) -> str:
     return (f"axis-aligned 3D IoU (GT: AABB of the simulator's oriented box; instance: AABB of its Gaussians, "
             f"centre +- {config.box_sigma:g} std, {100 * config.box_trim:g}% trimmed per face, bottom snapped "
-            f"to the support within {100 * config.support_snap:g} cm)")
+            f"to the support within {100 * config.support_snap:g} cm; support at its Gaussians' centres + "
+            f"{config.support_top_sigma:g} std along up; Gaussians under {100 * config.ground_clearance:g} cm "
+            f"above it neither join objects nor widen the footprint by over "
+            f"{100 * config.footprint_margin:g} cm)")
 
 
 def save_figure(path: Path, figure: dict) -> None:

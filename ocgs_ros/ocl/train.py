@@ -439,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         path = train(args, ctx, ["python -m ocgs_ros.ocl.train", *argv])
         if ctx.is_main:
             print(f"gocl_train: checkpoint {path}")
+        ctx.finish()
     finally:
         ctx.close()
     return 0
