@@ -118,6 +118,16 @@ def node_process(tmp_path):
         proc.stop()
 
 
+@pytest.fixture(scope="session")
+def tiny_gocl_train_data(tmp_path_factory) -> Path:
+    """A 3-scene GOCL tabletop training set (seed 0, 32x32, 2 views), made once per session.
+    Read-only for the tests that share it: runs write their output elsewhere."""
+    from ocgs_ros.ocl.data import ensure_gocl_dataset
+
+    return ensure_gocl_dataset(tmp_path_factory.mktemp("gocl_tiny") / "train", 3, seed=0, width=32, height=32,
+                               views_per_scene=2, progress=False)
+
+
 def run_torchrun(module: str, args: list[str], log_dir: Path, nproc: int = 2,
                  timeout_s: float = 120.0) -> subprocess.CompletedProcess:
     """``module`` under torchrun with ``nproc`` CPU ranks, all traffic on 127.0.0.1.

@@ -8,7 +8,7 @@ import torch
 from ocgs_ros.ocl import GoclConfig, GoclModel, gocl_loss, load_checkpoint
 from ocgs_ros.ocl.checkpoint import save_checkpoint
 from ocgs_ros.ocl.colour import ColourWhitening, fit_colour_whitening
-from ocgs_ros.ocl.data import ensure_gocl_dataset, GoclViewDataset
+from ocgs_ros.ocl.data import GoclViewDataset
 from ocgs_ros.ocl.losses import reconstruction_error
 from ocgs_ros.ocl.train import main as train_main, training_pixels
 
@@ -89,9 +89,8 @@ def test_loss_requires_the_module_when_the_config_whitens():
         gocl_loss(model(images, tau=1.0), images, config)
 
 
-def test_train_command_fits_the_whitening_on_its_training_images_and_resume_keeps_it(tmp_path):
-    data = ensure_gocl_dataset(tmp_path / "train", num_scenes=3, seed=0, width=32, height=32,
-                               views_per_scene=2, progress=False)
+def test_train_command_fits_the_whitening_on_its_training_images_and_resume_keeps_it(tmp_path, tiny_gocl_train_data):
+    data = tiny_gocl_train_data
     args = ["--data", str(data), "--out", str(tmp_path / "run"), "--preset", "tiny", "--batch", "2",
             "--seed", "1", "--threads", "1", "--no-progress", "--checkpoint-every", "2",
             "--set", "whitened_colour_loss=true"]

@@ -20,9 +20,9 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> dict[str, Path]:
+def trained(tmp_path_factory, tiny_gocl_train_data) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("gocl_eval")
-    train = ensure_gocl_dataset(root / "train", 3, seed=0, width=32, height=32, views_per_scene=2, progress=False)
+    train = tiny_gocl_train_data
     heldout = ensure_gocl_dataset(root / "heldout", 3, seed=1, width=32, height=32, views_per_scene=2,
                                   progress=False)
     common = ["--data", str(train), "--preset", "tiny", "--steps", "4", "--batch", "3", "--threads", "1",
