@@ -5,9 +5,12 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.exceptions import ParameterUninitializedException
+from rclpy.exceptions import (InvalidParameterTypeException, InvalidParameterValueException,
+                              ParameterUninitializedException)
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+
+from ocgs_ros.settings import from_flat, iter_settings
 
 
 @dataclass(frozen=True)
@@ -67,3 +70,41 @@ def declare_and_read(node: Node, spec: dict[str, Param]) -> dict[str, Any]:
     if errors:
         raise ValueError(f"{node.get_name()}: invalid parameters: " + "; ".join(errors))
     return values
+
+
+def declare_config(node: Node, config_cls, prefix: str = ""):
+    """Declare every :func:`ocgs_ros.settings.setting` of ``config_cls`` (nested ones with dotted
+    names, as ROS 2 names nested YAML keys) with its description, and return the config built
+    from the parameter values.
+
+    Raises ValueError with one line naming every bad parameter: a failed check, a value of the
+    wrong type (``process_width:=abc``), or one the config itself refuses.
+    """
+    values: dict[str, Any] = {}
+    errors: list[str] = []
+    for item in iter_settings(config_cls):
+        name = f"{prefix}{item.name}"
+        descriptor = ParameterDescriptor(description=item.description)
+        try:
+            if isinstance(item.default, (list, tuple)) and len(item.default) == 0:
+                raise TypeError(f"setting {name!r}: an empty sequence default has no ROS parameter type")
+            value = node.declare_parameter(name, _ros_value(item.default), descriptor).value
+        except InvalidParameterTypeException as exc:
+            errors.append(f"parameter '{name}' must be of type {type(item.default).__name__}"
+                          f" (default {item.default!r}): {exc}")
+            continue
+        except InvalidParameterValueException as exc:
+            errors.append(f"parameter '{name}': {exc}")
+            continue
+        values[item.name] = value
+    if not errors:
+        try:
+            return from_flat(config_cls, values)
+        except (ValueError, TypeError) as exc:
+            errors.append(str(exc))
+    raise ValueError(f"{node.get_name()}: invalid parameters: " + "; ".join(errors))
+
+
+def _ros_value(default: Any) -> Any:
+    """ROS parameter types have no tuple: declare tuples as lists."""
+    return list(default) if isinstance(default, tuple) else default
