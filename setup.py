@@ -18,14 +18,14 @@ COMMANDS = {
     "bringup": "ocgs_ros.bringup:main",
     "sim_dataset": "ocgs_ros.sim.make_dataset:main",
     "sim_to_bag": "ocgs_ros.ros.sim_to_bag:main",
-    "gocl_data": "ocgs_ros.ocl.data:main",
+    "gocl_data": "ocgs_ros.ros.gocl_data:main",
     "gocl_train": "ocgs_ros.ocl.train:main",
     "gocl_evaluate": "ocgs_ros.ocl.evaluate:main",
     "gocl_export": "ocgs_ros.ocl.export:main",
     "bev_train": "ocgs_ros.bev.train:main",
     "bev_evaluate": "ocgs_ros.bev.evaluate:main",
     "bev_ablation": "ocgs_ros.bev.ablation:main",
-    "gaussian_map_evaluate": "ocgs_ros.gaussians.evaluate:main",
+    "gaussian_map_evaluate": "ocgs_ros.mapping.evaluate:main",
 }
 
 setup(

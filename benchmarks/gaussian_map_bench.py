@@ -1,16 +1,17 @@
 """Gaussian map benchmark: online mapping speed and memory, and rasteriser forward+backward times.
 Writes docs/results/gaussian_map_bench.json.
 
-    OMP_NUM_THREADS=1 python benchmarks/gaussian_map_bench.py [--frames 24 --iterations 15
-        --width 96 --height 96] [--sizes 10000 50000 100000 --resolutions 160x120 320x240]
+    OMP_NUM_THREADS=1 python benchmarks/gaussian_map_bench.py [--frames 24] [--set NAME=VALUE ...]
+        [--sizes 10000 50000 100000 --resolutions 160x120 320x240]
         [--out docs/results/gaussian_map_bench.json]
 
-Mapping: the evaluation's scene (GOCL tabletop world, dataset seed 7 scene 0, 96x96 camera + LiDAR,
-see ``ocgs_ros.gaussians.evaluate``) integrated frame by frame with the default mapper settings.
-Identity targets come from the simulator's object kinds here (the cost of the identity loss does
-not depend on where its targets come from, and the benchmark should not need a trained GOCL).
-Reported: ms per optimisation iteration (time inside the optimiser / iterations), keyframes
-integrated per second (whole ``integrate`` calls: growth render, optimisation, pruning), final
+Mapping: the evaluation's scene (GOCL tabletop world, dataset seed 7 scene 0, the sim_publisher's
+320x240 camera + 32x1024 LiDAR, see ``ocgs_ros.mapping.evaluate``) fed frame by frame to the mapping
+pipeline at the node's defaults (``MappingConfig()``; ``--set`` changes a dotted setting). Identity
+comes from the simulator's object kinds here (the cost of the identity loss does not depend on where
+its targets come from, and the benchmark should not need a trained GOCL). Reported: ms per
+optimisation iteration (time inside the optimiser / iterations), keyframes integrated per second
+(whole ``process`` calls: view crop, growth render, optimisation, pruning, object extraction), final
 Gaussian count, and peak resident memory of the mapping process (``VmHWM``). Baseline in the same
 run: the same mapping with densification off, so the ratio is what densify/prune costs.
 
@@ -20,6 +21,7 @@ fresh process), with its dense baseline at the smallest size.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import multiprocessing
 import os
 import platform
@@ -34,30 +36,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import raster_bench  # noqa: E402  (sibling benchmark: scene + timing code reused, not copied)
 
 from ocgs_ros.atomic_io import atomic_write_json  # noqa: E402
+from ocgs_ros.settings import to_flat  # noqa: E402
 
 
 def run_mapping(config: dict) -> dict:
     """Integrate the benchmark sequence in this (fresh) process; returns timings and memory."""
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    torch.manual_seed(config["seed"])
-    from ocgs_ros.gaussians.evaluate import EvalConfig, OracleIdentity, frame_indices, make_world_config, sim_frame
-    from ocgs_ros.gaussians.map import GaussianMapConfig
-    from ocgs_ros.gaussians.mapper import MapperConfig, OnlineMapper
+    # imported here, in the fresh process whose peak memory is the measurement
+    from ocgs_ros.mapping.evaluate import (EvalConfig, OracleIdentity, frame_indices, make_world_config,
+                                           mapping_config_from_args, mapping_frame)
+    from ocgs_ros.mapping.pipeline import ObjectMappingPipeline
     from ocgs_ros.sim.dataset import scene_seed
     from ocgs_ros.sim.tabletop import TabletopWorld
 
-    cfg = EvalConfig(frames=config["frames"], width=config["width"], height=config["height"],
-                     iterations=config["iterations"], max_gaussians=config["max_gaussians"])
+    cfg = EvalConfig(frames=config["frames"])
+    mapping = mapping_config_from_args(config["sets"], None, config["seed"])
+    mapping = dataclasses.replace(mapping, mapper=dataclasses.replace(mapping.mapper, densify=config["densify"]))
     world_config = make_world_config(cfg)
     world = TabletopWorld(world_config, seed=scene_seed(cfg.dataset_seed, 0))
     integrated, _ = frame_indices(cfg, world_config.frames_per_orbit)
-    frames = [sim_frame(world, i) for i in integrated]
-    identity = OracleIdentity()
-    targets, _ = identity(frames)
-    mapper = OnlineMapper(GaussianMapConfig(num_codebook_entries=identity.num_entries,
-                                            max_gaussians=cfg.max_gaussians),
-                          MapperConfig(iterations_per_frame=cfg.iterations, densify=config["densify"],
-                                       densify_every=4 * cfg.iterations, densify_start_iter=4 * cfg.iterations))
+    frames = [mapping_frame(world, i) for i in integrated]
+    identity = OracleIdentity(mapping.gocl.num_codebook_entries)
+    for f in frames:
+        identity.add_view(world, f, mapping)
+    pipeline = ObjectMappingPipeline(mapping, identity=identity)
+    mapper = pipeline.mapper
     optimise = mapper._optimise
     optimise_time = [0.0]
 
@@ -69,13 +72,14 @@ def run_mapping(config: dict) -> dict:
     mapper._optimise = timed_optimise
     baseline_kib = raster_bench._status_kib("VmRSS")
     start = time.perf_counter()
-    for i, f in enumerate(frames):
-        mapper.integrate(f.rgb, f.K, f.T_world_cam, f.points_world, targets[i])
+    for f in frames:
+        pipeline.process(f)
     total = time.perf_counter() - start
     return {**config, "ms_per_iteration": 1e3 * optimise_time[0] / max(mapper.iterations, 1),
             "keyframes_per_s": len(mapper.keyframes) / total, "frames_per_s": len(frames) / total,
             "keyframes": len(mapper.keyframes), "iterations_total": mapper.iterations,
             "num_gaussians": mapper.map.num_gaussians, "densify_totals": dict(mapper.densifier.totals),
+            "mapping_settings": to_flat(mapping),
             "peak_rss_mb": raster_bench._status_kib("VmHWM") / 1024.0,
             "peak_rss_increase_mb": (raster_bench._status_kib("VmHWM") - baseline_kib) / 1024.0}
 
@@ -89,10 +93,8 @@ def main(argv=None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--frames", type=int, default=24)
-    p.add_argument("--iterations", type=int, default=15)
-    p.add_argument("--width", type=int, default=96)
-    p.add_argument("--height", type=int, default=96)
-    p.add_argument("--max-gaussians", type=int, default=20_000)
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
+                   help="a pipeline setting by its dotted name (default: the node's MappingConfig())")
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000, 100_000])
     p.add_argument("--resolutions", nargs="+", default=["160x120", "320x240"])
     p.add_argument("--channels", type=int, default=19, help="raster feature channels besides depth")
@@ -103,11 +105,12 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
 
     load_before = os.getloadavg()[0]  # other jobs on this CPU slow every figure down; recorded with them
-    mapping = {"frames": args.frames, "iterations": args.iterations, "width": args.width, "height": args.height,
-               "max_gaussians": args.max_gaussians, "seed": args.seed}
+    mapping = {"frames": args.frames, "sets": args.sets, "seed": args.seed}
     result = _in_fresh_process(run_mapping, {**mapping, "densify": True})
     baseline = _in_fresh_process(run_mapping, {**mapping, "densify": False})
-    print(f"mapping {args.width}x{args.height}, {args.frames} frames x {args.iterations} iterations: "
+    settings = result["mapping_settings"]
+    print(f"mapping {settings['view.process_width']}x{settings['view.process_height']}, {args.frames} frames x "
+          f"{settings['mapper.iterations_per_frame']} iterations: "
           f"{result['ms_per_iteration']:.1f} ms/iteration, {result['keyframes_per_s']:.3f} keyframes/s, "
           f"{result['num_gaussians']} Gaussians, peak RSS {result['peak_rss_mb']:.0f} MB")
     ratio = result["ms_per_iteration"] / baseline["ms_per_iteration"]

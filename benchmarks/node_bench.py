@@ -37,8 +37,10 @@ import numpy as np  # noqa: E402
 
 from ocgs_ros.atomic_io import atomic_save_figure  # noqa: E402
 
-NODE_PARAMS = {"process_width": 80, "process_height": 60, "iterations_per_frame": 4, "max_points": 3000,
-               "publish_gaussians_period_s": 5.0}
+#: the node's pipeline settings (MappingConfig, dotted names) and its own, overriding the package YAML
+PIPELINE_PARAMS = {"view.process_width": 80, "view.process_height": 60, "mapper.iterations_per_frame": 4,
+                   "view.max_points": 3000}
+NODE_PARAMS = {"publish_gaussians_period_s": 5.0}
 
 
 def render_frames(count: int, width: int, height: int, seed: int):
@@ -53,43 +55,27 @@ def render_frames(count: int, width: int, height: int, seed: int):
 
 
 def direct_baseline(stream, frames, gocl_checkpoint: str) -> list[float]:
-    """Seconds of the node's work for the 1st, 2nd, ... integrated frame, called directly (no ROS,
-    same sizes): the k-th output of the node is compared with the k-th entry (same map size)."""
-    from ocgs_ros.gaussians.map import GaussianMapConfig
-    from ocgs_ros.gaussians.mapper import MapperConfig, OnlineMapper
-    from ocgs_ros.gaussians.objects import ObjectTracker
-    from ocgs_ros.nodes.object_mapping_node import load_segmenter
+    """Seconds of the node's work for the 1st, 2nd, ... integrated frame: the node's pipeline with
+    the same settings, called directly on the converted messages (no ROS); the k-th output of the
+    node is compared with the k-th entry (same map size)."""
+    from ocgs_ros.mapping.config import MappingConfig
+    from ocgs_ros.mapping.pipeline import MappingFrame, ObjectMappingPipeline
     from ocgs_ros.ros import conversions
-    from ocgs_ros.ros.sensor_frames import camera_from_messages, cloud_points, in_view, transform_points
+    from ocgs_ros.ros.sensor_frames import camera_from_messages, cloud_points
+    from ocgs_ros.settings import from_flat
     import torch
 
     torch.set_num_threads(1)
-    segmenter = load_segmenter(gocl_checkpoint)
-    entries = segmenter.model.config.codebook_size if segmenter else 32
-    mapper = OnlineMapper(GaussianMapConfig(num_codebook_entries=entries),
-                          MapperConfig(iterations_per_frame=NODE_PARAMS["iterations_per_frame"]))
-    tracker = ObjectTracker()
+    pipeline = ObjectMappingPipeline(from_flat(MappingConfig, {**PIPELINE_PARAMS, "gocl.checkpoint": gocl_checkpoint}))
     world = stream.world
-    rng = np.random.default_rng(0)
     times = []
     for frame in frames:
         started = time.perf_counter()
-        camera = camera_from_messages(frame["/camera/image_raw"], frame["/camera/camera_info"],
-                                      NODE_PARAMS["process_width"], NODE_PARAMS["process_height"])
+        camera = camera_from_messages(frame["/camera/image_raw"], frame["/camera/camera_info"])
         points = cloud_points(frame["/lidar/points"])
         T_world_base = conversions.transform_stamped_to_matrix(frame["/tf"].transforms[0])
-        T_world_cam, T_world_lidar = T_world_base @ world.T_base_camera, T_world_base @ world.T_base_lidar
-        keep = in_view(transform_points(np.linalg.inv(T_world_cam) @ T_world_lidar, points), camera.K,
-                       camera.rgb.shape[1], camera.rgb.shape[0])
-        points = points[keep]
-        if len(points) > NODE_PARAMS["max_points"]:
-            points = points[rng.choice(len(points), NODE_PARAMS["max_points"], replace=False)]
-        logits = None
-        if segmenter is not None:
-            images = torch.from_numpy(camera.rgb).permute(2, 0, 1)[None].float() / 255.0
-            logits = segmenter.segment(images).pixel_codebook_logits[0]
-        mapper.integrate(camera.rgb, camera.K, T_world_cam, transform_points(T_world_lidar, points), logits)
-        tracker.update(mapper.map)
+        pipeline.process(MappingFrame(camera.rgb, camera.K, T_world_base @ world.T_base_camera, points,
+                                      T_world_base @ world.T_base_lidar))
         times.append(time.perf_counter() - started)
     return times
 
@@ -127,8 +113,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"baseline (direct work per frame, no ROS): median {np.median(baseline) * 1e3:.1f} ms")
 
     cmd = [sys.executable, "-m", "ocgs_ros.nodes.object_mapping_node", "--ros-args", "--params-file",
-           str(REPO / "config" / "ocgs.yaml"), "-p", f"gocl_checkpoint:={gocl}"]
-    for key, value in NODE_PARAMS.items():
+           str(REPO / "config" / "ocgs.yaml"), "-p", f"gocl.checkpoint:={gocl}"]
+    for key, value in {**PIPELINE_PARAMS, **NODE_PARAMS}.items():
         cmd += ["-p", f"{key}:={value}"]
     log = open(out / "node.log", "w")
     node_proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=dict(os.environ))
@@ -145,7 +131,8 @@ def main(argv: list[str] | None = None) -> dict:
     tf_static = node.create_publisher(TFMessage, "/tf_static", qos.TF_STATIC)
     reset = node.create_client(Trigger, "/object_mapping_node/reset_map")
     results: dict = {"command": "python benchmarks/node_bench.py " + " ".join(sys.argv[1:] if argv is None else argv),
-                     "gocl_checkpoint": gocl, "node_params": NODE_PARAMS, "camera": [args.width, args.height],
+                     "gocl_checkpoint": gocl, "node_params": {**PIPELINE_PARAMS, **NODE_PARAMS},
+                     "camera": [args.width, args.height],
                      "frames_per_rate": args.frames, "rates": []}
     try:
         deadline = time.monotonic() + 120

@@ -7,13 +7,15 @@ Arguments use the launch syntax, so the two read alike::
     ros2 launch ocgs_ros mapping.launch.py sim:=true record:=true
 
 ``NODE_CLASSES`` and ``LAUNCH_ARGUMENTS`` are the single list both sides are checked against
-(test/test_launch_parity.py), so the launch file and this command cannot drift apart.
+(test/test_launch_parity.py), so the launch file and this command cannot drift apart. DDS settings
+are the user's: neither side sets any (our scripts and tests source scripts/ros_env.sh).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
-import signal
+import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -21,6 +23,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import rclpy
+from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+from rclpy.exceptions import NameValidationException
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.parameter import Parameter
+from rclpy.signals import SignalHandlerOptions
+from rclpy.validate_namespace import validate_namespace
+
+from ocgs_ros.atomic_io import atomic_write_json
+from ocgs_ros.ros.node_main import (SHUTDOWN_GRACE_S, START_UP_ERRORS, RCLError, ShutdownRequest, destroy_nodes,
+                                    exit_process, fail_start, node_workers, shutdown_context_after_failed_start,
+                                    stop_workers)
 
 #: executable name (setup.py console script and launch ``executable=``) → node class
 NODE_CLASSES: dict[str, str] = {
@@ -39,15 +54,24 @@ SENSOR_REMAPS: dict[str, str] = {
     "points_topic": "/lidar/points",
 }
 
+#: launch arguments whose values are free text (paths, names, topics): the launch file passes them
+#: as strings (``ParameterValue(..., value_type=str)``), so ``bag:=2024_01_01`` stays a path
+STRING_ARGUMENTS = ("config", "world", "bag", "output", "namespace", *SENSOR_REMAPS)
+
+#: launch arguments that switch something on or off (true/false)
+BOOLEAN_ARGUMENTS = ("use_sim_time", "sim", "record", "mapping", "bev", "rviz")
+
 #: launch argument → (default, description); mapping.launch.py declares exactly these.
 LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
     "config": ("", "Parameter YAML for all nodes (default: the package's config/ocgs.yaml)."),
+    "namespace": ("", "ROS namespace for every node (as PushRosNamespace; default: none). The YAML's "
+                      "/**/<node> sections apply under any namespace."),
     "use_sim_time": ("false", "Use /clock (from the simulator or a bag) instead of wall time."),
     "sim": ("true", "Start the simulated camera+LiDAR world (sim_publisher)."),
     "world": ("tabletop", "Simulated world: tabletop, tabletop_gocl (the tabletop GOCL is trained on) or driving."),
     "bag": ("", "Replay this bag instead of simulating (overrides sim)."),
     "record": ("false", "Record the sensor streams to a bag in the output folder."),
-    "output": ("", "Output folder for this run (default runs/<timestamp>)."),
+    "output": ("", "Output folder for this run (default runs/<timestamp>, the time of start-up)."),
     "mapping": ("true", "Start object_mapping_node (GOCL + object-aware Gaussian map)."),
     "bev": ("false", "Start bev_perception_node (camera+LiDAR BEV detections and map layers)."),
     "image_topic": (SENSOR_REMAPS["image_topic"], "Camera image topic the perception nodes subscribe."),
@@ -58,6 +82,13 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
 
 #: bring-up only (launch has its own process control): stop after this many seconds.
 DURATION_HELP = "Stop after this many seconds (0 = until Ctrl-C or until a finite source ends)."
+#: seconds a finished run (duration, finite source) lets each worker finish its frame, so the
+#: figures handed to ``before_shutdown`` and the summary are final
+IDLE_WAIT_S = 30.0
+
+
+class StartUpError(ValueError):
+    """A bring-up that cannot start: bad arguments, a missing file, a node refusing its parameters."""
 
 
 def default_config_path() -> Path:
@@ -66,11 +97,14 @@ def default_config_path() -> Path:
     if here.is_file():
         return here
     try:
-        from ament_index_python.packages import get_package_share_directory
-
         return Path(get_package_share_directory("ocgs_ros")) / "config" / "ocgs.yaml"
-    except Exception:  # noqa: BLE001
+    except PackageNotFoundError:
         return here
+
+
+def default_output_dir() -> str:
+    """``runs/<timestamp>``: where a run writes when ``output`` is not given (launch and bring-up alike)."""
+    return f"runs/{datetime.now():%Y%m%d_%H%M%S}"
 
 
 def _truthy(value: str) -> bool:
@@ -80,6 +114,13 @@ def _truthy(value: str) -> bool:
     if lowered in ("false", "0", "no", "off", ""):
         return False
     raise ValueError(f"expected true/false, got {value!r}")
+
+
+def _flag(arguments: dict[str, str], name: str) -> bool:
+    try:
+        return _truthy(arguments[name])
+    except ValueError as exc:
+        raise StartUpError(f"{name}: {exc}") from None
 
 
 def default_rviz_config_path() -> Path:
@@ -92,15 +133,21 @@ class NodePlan:
     overrides: dict[str, Any] = field(default_factory=dict)
     #: (from, to) topic remappings, as launch_ros ``Node(remappings=...)``
     remappings: list[tuple[str, str]] = field(default_factory=list)
+    #: ROS namespace ('' = none), as launch_ros ``PushRosNamespace``
+    namespace: str = ""
 
     def cli_args(self) -> list[str]:
-        """The remappings as node-local ROS arguments (what launch_ros passes for ``remappings``)."""
-        if not self.remappings:
-            return []
-        args = ["--ros-args"]
-        for source, target in self.remappings:
-            args += ["-r", f"{source}:={target}"]
+        """The namespace and remappings as node-local ROS arguments (what launch_ros passes)."""
+        rules = ([f"__ns:={_absolute(self.namespace)}"] if self.namespace else []) + \
+            [f"{source}:={target}" for source, target in self.remappings]
+        args = ["--ros-args"] if rules else []
+        for rule in rules:
+            args += ["-r", rule]
         return args
+
+
+def _absolute(namespace: str) -> str:
+    return namespace if namespace.startswith("/") else f"/{namespace}"
 
 
 def sensor_remappings(arguments: dict[str, str]) -> list[tuple[str, str]]:
@@ -110,26 +157,31 @@ def sensor_remappings(arguments: dict[str, str]) -> list[tuple[str, str]]:
 
 def plan_nodes(arguments: dict[str, str], output: Path) -> list[NodePlan]:
     """Which nodes to start, with per-node overrides, from launch-style arguments."""
-    use_sim_time = _truthy(arguments["use_sim_time"])
+    use_sim_time = _flag(arguments, "use_sim_time")
     common = {"use_sim_time": use_sim_time}
+    namespace = arguments.get("namespace", "")
     plans: list[NodePlan] = []
     if arguments["bag"]:
-        plans.append(NodePlan("bag_play", {**common, "bag": arguments["bag"], "publish_clock": use_sim_time}))
-    elif _truthy(arguments["sim"]):
+        plans.append(NodePlan("bag_play", {**common, "bag": arguments["bag"], "publish_clock": use_sim_time},
+                              namespace=namespace))
+    elif _flag(arguments, "sim"):
         plans.append(NodePlan("sim_publisher", {**common, "world": arguments["world"],
-                                                "publish_clock": use_sim_time}))
-    if _truthy(arguments["record"]):
-        plans.append(NodePlan("bag_record", {**common, "output": str(output / "sensors_bag")}))
+                                                "publish_clock": use_sim_time}, namespace=namespace))
+    if _flag(arguments, "record"):
+        plans.append(NodePlan("bag_record", {**common, "output": str(output / "sensors_bag")}, namespace=namespace))
     remaps = sensor_remappings(arguments)
-    if _truthy(arguments["mapping"]):
-        plans.append(NodePlan("object_mapping_node", dict(common), remaps))
-    if _truthy(arguments["bev"]):
-        plans.append(NodePlan("bev_perception_node", dict(common), remaps))
+    if _flag(arguments, "mapping"):
+        plans.append(NodePlan("object_mapping_node", dict(common), remaps, namespace))
+    if _flag(arguments, "bev"):
+        plans.append(NodePlan("bev_perception_node", dict(common), remaps, namespace))
     return plans
 
 
 def parse_arguments(argv: list[str]) -> tuple[dict[str, str], float, list[str]]:
-    """Split ``key:=value`` launch arguments from ``--duration`` and pass-through ``--ros-args``."""
+    """Split ``key:=value`` launch arguments from ``--duration`` and pass-through ``--ros-args``.
+
+    Raises StartUpError (one line) for a malformed, unknown or invalid argument.
+    """
     ros_args: list[str] = []
     if "--ros-args" in argv:
         idx = argv.index("--ros-args")
@@ -147,14 +199,33 @@ def parse_arguments(argv: list[str]) -> tuple[dict[str, str], float, list[str]]:
     for token in ns.launch_arguments:
         key, sep, value = token.partition(":=")
         if not sep:
-            parser.error(f"expected key:=value, got {token!r}")
+            raise StartUpError(f"expected key:=value, got {token!r}")
         if key == "duration":
-            ns.duration = float(value)
+            try:
+                ns.duration = float(value)
+            except ValueError:
+                raise StartUpError(f"duration must be a number of seconds, got {value!r}") from None
             continue
         if key not in arguments:
-            parser.error(f"unknown launch argument {key!r}; known: {sorted(arguments)} and duration")
+            raise StartUpError(f"unknown launch argument {key!r}; known: {', '.join(sorted(arguments))} and duration")
         arguments[key] = value
+    if arguments["namespace"]:
+        try:
+            validate_namespace(_absolute(arguments["namespace"]))
+        except NameValidationException as exc:
+            raise StartUpError(f"namespace {arguments['namespace']!r} is not a valid ROS namespace: "
+                               f"{str(exc).splitlines()[0]}") from None
     return arguments, ns.duration, ros_args
+
+
+def check_inputs(arguments: dict[str, str], config: Path) -> None:
+    """Refuse, before any node starts, what would only fail later: missing files and paths."""
+    for name in BOOLEAN_ARGUMENTS:
+        _flag(arguments, name)
+    if not config.is_file():
+        raise StartUpError(f"parameter file {config} not found")
+    if arguments["bag"] and not Path(arguments["bag"]).exists():
+        raise StartUpError(f"bag {arguments['bag']} not found")
 
 
 def _node_class(executable: str):
@@ -168,109 +239,177 @@ def _finished(node) -> bool:
     return bool(getattr(node, "finished", False) or (done is not None and done.is_set()))
 
 
-def run(argv: list[str] | None = None, before_shutdown=None) -> dict[str, Any]:
-    """Bring the planned nodes up, spin until the duration or a finite source ends, tear down.
+def _start_node(plan: NodePlan):
+    """Construct one planned node; a node refusing its parameters or files is a StartUpError."""
+    overrides = [Parameter(k, value=v) for k, v in plan.overrides.items()]
+    try:
+        return _node_class(plan.executable)(parameter_overrides=overrides, cli_args=plan.cli_args() or None)
+    except (*START_UP_ERRORS, RCLError) as exc:
+        message = " ".join(str(exc).split())
+        raise StartUpError(message if message.startswith(plan.executable) else f"{plan.executable}: {message}") \
+            from exc
+
+
+def run(argv: list[str] | None = None, before_shutdown=None, shutdown: ShutdownRequest | None = None) -> dict[str, Any]:
+    """Bring the planned nodes up, spin until the duration, a finite source's end or SIGINT/SIGTERM,
+    tear down in order.
 
     ``before_shutdown(nodes_by_name, output)`` (optional) runs after the executor stopped and before
     the nodes are destroyed: the demo uses it to save the map and render views from the live nodes.
+    ``shutdown`` is the caller's signal handling (``main`` installs one for the whole process);
+    without one, this call installs its own and restores the previous handlers on return.
+    Raises StartUpError (a ValueError) when the run cannot start.
     """
-    import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
-    from rclpy.parameter import Parameter
-
-    from ocgs_ros.atomic_io import atomic_write_json
-
     arguments, duration, ros_args = parse_arguments(list(sys.argv[1:] if argv is None else argv))
     config = Path(arguments["config"]) if arguments["config"] else default_config_path()
-    if not config.is_file():
-        raise SystemExit(f"bringup: parameter file {config} not found")
-    output = Path(arguments["output"] or f"runs/{datetime.now():%Y%m%d_%H%M%S}")
-    output.mkdir(parents=True, exist_ok=True)
+    check_inputs(arguments, config)
+    output = Path(arguments["output"] or default_output_dir())
     plans = plan_nodes(arguments, output)
 
-    # The params file is a global ROS argument, exactly as launch passes it: each node picks the
-    # section under its own name.
-    rclpy.init(args=["bringup", "--ros-args", "--params-file", str(config), *ros_args[1:]])
+    own_signals = shutdown is None
+    shutdown = ShutdownRequest().install() if own_signals else shutdown
+    try:
+        # The params file is a global ROS argument, exactly as launch passes it: each node picks the
+        # section that matches it (/**/<node name>, under any namespace).
+        rclpy.init(args=["bringup", "--ros-args", "--params-file", str(config), *ros_args[1:]],
+                   signal_handler_options=SignalHandlerOptions.NO)
+    except RCLError as exc:
+        if own_signals:
+            shutdown.uninstall()
+        raise StartUpError(f"cannot initialise ROS with {config} {' '.join(ros_args)}: {exc}") from None
+    try:
+        return _run_nodes(plans, arguments, config, output, duration, before_shutdown, shutdown)
+    finally:
+        rclpy.try_shutdown()
+        if own_signals:
+            shutdown.uninstall()
+
+
+def _run_nodes(plans, arguments, config, output, duration, before_shutdown, shutdown) -> dict[str, Any]:
     log = rclpy.logging.get_logger("bringup")
     executor = MultiThreadedExecutor()
     nodes = []
-    rviz = None
-    failure = None
+    try:
+        # Consumers first, sources last: a bag player starts publishing from its constructor.
+        for plan in reversed(plans):
+            nodes.append(_start_node(plan))
+    except StartUpError:
+        destroy_nodes(nodes, log)
+        shutdown_context_after_failed_start()
+        raise
+    for node in nodes:
+        executor.add_node(node)
+    output.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     summary: dict[str, Any] = {"config": str(config), "arguments": arguments, "nodes": [p.executable for p in plans]}
+    log.info(f"started {[p.executable for p in plans]} with {config}; output {output}")
+    rviz = _start_rviz(log, arguments["use_sim_time"]) if _flag(arguments, "rviz") else None
+    # The executor spins in its own thread (callbacks run on its pool as they become ready);
+    # this thread only watches the clock, the signals and the nodes, so it never delays a callback.
+    spinner = _Spinner(executor, log)
+    spinner.start()
+    deadline = started + duration if duration > 0 else None
+    failure = None
     try:
-        for plan in plans:
-            overrides = [Parameter(k, value=v) for k, v in plan.overrides.items()]
-            node = _node_class(plan.executable)(parameter_overrides=overrides, cli_args=plan.cli_args() or None)
-            nodes.append(node)
-            executor.add_node(node)
-        log.info(f"started {[p.executable for p in plans]} with {config}; output {output}")
-        rviz = _start_rviz(log) if _truthy(arguments["rviz"]) else None
-        # The executor spins in its own thread (callbacks run on its pool as they become ready);
-        # this thread only watches the clock and the nodes, so it never delays a callback.
-        spinner = threading.Thread(target=executor.spin, name="bringup_executor", daemon=True)
-        spinner.start()
-        deadline = started + duration if duration > 0 else None
-        while rclpy.ok() and spinner.is_alive():
-            time.sleep(0.05)
+        while rclpy.ok():
+            if shutdown.wait(0.05):
+                log.info(f"{shutdown.signal_name}: shutting down")
+                break
             if deadline is not None and time.monotonic() >= deadline:
                 log.info(f"duration {duration:.1f} s reached")
                 break
             if any(_finished(n) for n in nodes):
                 log.info("a finite source finished; stopping")
                 break
-    except (KeyboardInterrupt, ExternalShutdownException):
-        log.info("interrupted")
     finally:
-        # Stop dispatching before destroying nodes, so no callback runs on a destroyed entity.
-        executor.shutdown(timeout_sec=5.0)
+        # Stop dispatching before anything is torn down, so no callback runs on a destroyed entity.
+        spinner.stop()
+        executor.shutdown(timeout_sec=2.0)
         if rviz is not None:
             rviz.terminate()
-        for node in nodes:  # let workers finish the frame in hand so the figures below are final
-            worker = getattr(node, "worker", None)
-            if worker is not None:
-                worker.wait_idle(timeout_s=30.0)
+        if shutdown.requested:  # interrupted: bounded teardown, the frame in hand gets a short grace
+            workers_stopped = stop_workers(nodes, SHUTDOWN_GRACE_S)
+        else:  # a finished run: let workers finish the frame in hand so the figures below are final
+            for worker in (w for node in nodes for w in node_workers(node)):
+                worker.wait_idle(timeout_s=IDLE_WAIT_S)
+            workers_stopped = stop_workers(nodes, SHUTDOWN_GRACE_S)
         if before_shutdown is not None:
             try:
                 summary["before_shutdown"] = before_shutdown({n.get_name(): n for n in nodes}, output)
             except Exception as exc:  # noqa: BLE001 - re-raised once the nodes are down
                 failure = exc
-        for node in nodes:
-            stats = getattr(node, "stats", None)
-            if callable(stats):
-                summary.setdefault("node_stats", {})[node.get_name()] = stats()
-            node.destroy_node()
-        rclpy.try_shutdown()
+        summary["node_stats"] = _node_stats(nodes)
+        destroy_nodes(nodes, log)
     if failure is not None:
         raise failure
     summary["wall_s"] = round(time.monotonic() - started, 3)
     summary["output"] = str(output)
+    summary["interrupted_by"] = shutdown.signal_name
+    summary["workers_stopped"] = workers_stopped
     atomic_write_json(output / "bringup_summary.json", summary)
     return summary
 
 
-def _start_rviz(log):
-    """rviz2 with our display config, when installed (it is not pip-installable)."""
-    import shutil
-    import subprocess
+def _node_stats(nodes) -> dict[str, dict]:
+    """Each node's own figures (``stats()``), by node name."""
+    figures = {}
+    for node in nodes:
+        stats = getattr(node, "stats", None)
+        if not callable(stats):
+            continue
+        if any(worker.running for worker in node_workers(node)):
+            # its frame in hand was abandoned: stats() would wait for the locks that frame holds
+            figures[node.get_name()] = {"skipped": "worker busy at shutdown"}
+        else:
+            figures[node.get_name()] = stats()
+    return figures
 
+
+class _Spinner(threading.Thread):
+    """Spins the executor until :meth:`stop`. Its own loop rather than ``executor.spin()``, so that
+    it has ended before ``executor.shutdown()``: spin() racing shutdown can hand a ready callback to
+    the already closed thread pool."""
+
+    def __init__(self, executor, log):
+        super().__init__(name="bringup_executor", daemon=True)
+        self._executor = executor
+        self._log = log
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._executor.spin_once(timeout_sec=0.1)
+            except ExternalShutdownException:  # the context went down: the main thread tears down
+                return
+            except Exception as exc:  # noqa: BLE001 - a failing callback must not end the bring-up
+                self._log.error(f"callback failed: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join()
+
+
+def _start_rviz(log, use_sim_time: str):
+    """rviz2 with our display config, when installed (it is not pip-installable)."""
     exe = shutil.which("rviz2")
     if exe is None:
         log.warning("rviz:=true but rviz2 is not installed (it needs a full ROS 2 install); continuing without it")
         return None
-    return subprocess.Popen([exe, "-d", str(default_rviz_config_path())])
-
-
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
+    return subprocess.Popen([exe, "-d", str(default_rviz_config_path()), "--ros-args",
+                             "-p", f"use_sim_time:={str(_truthy(use_sim_time)).lower()}"])
 
 
 def main(argv: list[str] | None = None) -> None:
-    # SIGTERM (e.g. from a supervisor or a test) should end the run as cleanly as Ctrl-C:
-    # nodes destroyed, bags closed, summary written.
-    signal.signal(signal.SIGTERM, _interrupt)
-    summary = run(argv)
-    print(f"bringup: done in {summary['wall_s']} s; outputs in {summary['output']}")
+    # One handler for the whole process: SIGINT and SIGTERM (from launch, a supervisor or a test)
+    # end the run the same way, and repeats are ignored while the teardown runs.
+    shutdown = ShutdownRequest().install()
+    try:
+        summary = run(argv, shutdown=shutdown)
+    except START_UP_ERRORS as exc:
+        fail_start("bringup", str(exc))
+    print(f"bringup: done in {summary['wall_s']} s; outputs in {summary['output']}", flush=True)
+    exit_process(0, summary["workers_stopped"])
 
 
 if __name__ == "__main__":

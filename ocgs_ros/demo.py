@@ -31,8 +31,8 @@ DEFAULT_BEV_DURATION_S = 20.0
 #: the tabletop the shipped GOCL model is trained on, with square images as in its training, and the
 #: map built at 64x64 so that several frames per orbit are integrated on a laptop-class CPU
 DEFAULT_WORLD = "tabletop_gocl"
-WORLD_PARAMETERS = {"tabletop_gocl": {"image_width": 128, "image_height": 128, "process_width": 64,
-                                      "process_height": 64, "iterations_per_frame": 4},
+WORLD_PARAMETERS = {"tabletop_gocl": {"image_width": 128, "image_height": 128, "view.process_width": 64,
+                                      "view.process_height": 64, "mapper.iterations_per_frame": 4},
                     # the driving camera's 352x128 at half size: the shipped BEV model's input size
                     "driving": {"image_width": 176, "image_height": 64}}
 

@@ -4,6 +4,10 @@ without bound.
 Sensor callbacks hand work to :meth:`LatestWorker.submit` and return at once. At most one item
 waits; a newer one replaces it (the older is counted as dropped), which is what a mapper wants when
 an update takes longer than the sensor period: fresh data, bounded latency, no backlog.
+
+Shutdown is bounded: :meth:`LatestWorker.request_stop` with a grace period caps how long any later
+:meth:`LatestWorker.stop` waits for the item in hand, so a node whose frame takes seconds still
+stops within what ``ros2 launch`` allows before it escalates to SIGTERM and SIGKILL.
 """
 from __future__ import annotations
 
@@ -19,6 +23,9 @@ class WorkerStats:
     processed: int = 0
     dropped: int = 0
     failed: int = 0
+    #: items that raised after a stop was requested (publishers or the context going away under
+    #: them): shutdown, not bad input, so neither ``failed`` nor reported to ``on_error``
+    interrupted: int = 0
     last_duration_s: float = 0.0
     total_duration_s: float = 0.0
 
@@ -35,7 +42,7 @@ class LatestWorker:
     """Run ``process(item)`` on a background thread for the newest submitted item.
 
     ``on_error(item, exc)`` is called when ``process`` raises; the worker keeps running (one bad
-    input must not stop the node).
+    input must not stop the node). A long ``process`` may poll :attr:`stop_requested` to end early.
     """
 
     def __init__(self, process: Callable[[Any], None], on_error: Callable[[Any, BaseException], None] | None = None,
@@ -46,10 +53,22 @@ class LatestWorker:
         self._has_pending = False
         self._cond = threading.Condition()
         self._stopping = False
+        #: monotonic time after which stop() no longer waits for the item in hand (None: no cap)
+        self._stop_deadline: float | None = None
         self._busy = False
         self.stats = WorkerStats()
+        # A daemon thread, so an item abandoned at shutdown cannot keep the process alive.
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stopping
+
+    @property
+    def running(self) -> bool:
+        """The thread is alive (still processing after a stop request when the item was abandoned)."""
+        return self._thread.is_alive()
 
     def submit(self, item: Any) -> bool:
         """Queue ``item`` (replacing any item still waiting). Returns False if one was replaced."""
@@ -74,19 +93,26 @@ class LatestWorker:
                 item, self._pending, self._has_pending = self._pending, None, False
                 self._busy = True
             started = time.perf_counter()
+            interrupted = False
             try:
                 self._process(item)
             except Exception as exc:  # noqa: BLE001 - reported, then the next item is processed
-                self.stats.failed += 1
-                if self._on_error is not None:
+                with self._cond:
+                    interrupted = self._stopping
+                    if interrupted:
+                        self.stats.interrupted += 1
+                    else:
+                        self.stats.failed += 1
+                if not interrupted and self._on_error is not None:
                     self._on_error(item, exc)
             finally:
                 duration = time.perf_counter() - started
                 with self._cond:
                     self._busy = False
-                    self.stats.processed += 1
-                    self.stats.last_duration_s = duration
-                    self.stats.total_duration_s += duration
+                    if not interrupted:
+                        self.stats.processed += 1
+                        self.stats.last_duration_s = duration
+                        self.stats.total_duration_s += duration
                     self._cond.notify_all()
 
     def wait_idle(self, timeout_s: float | None = None) -> bool:
@@ -100,12 +126,33 @@ class LatestWorker:
                 self._cond.wait(remaining)
         return True
 
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """Finish the item in hand, drop any waiting one, and join the thread."""
+    def request_stop(self, grace_s: float | None = None) -> None:
+        """Take no more items and drop the waiting one, without blocking (idempotent).
+
+        The item in hand may still finish. With ``grace_s``, no later :meth:`stop` waits for it
+        beyond ``grace_s`` seconds from now, whatever timeout the caller gives (the earliest
+        deadline of several requests holds).
+        """
         with self._cond:
             self._stopping = True
             if self._has_pending:
                 self._has_pending, self._pending = False, None
                 self.stats.dropped += 1
+            if grace_s is not None:
+                deadline = time.monotonic() + grace_s
+                self._stop_deadline = deadline if self._stop_deadline is None else min(self._stop_deadline, deadline)
             self._cond.notify_all()
-        self._thread.join(timeout_s)
+
+    def stop(self, timeout_s: float = 5.0) -> bool:
+        """Finish the item in hand, drop any waiting one, and join the thread.
+
+        Waits at most ``timeout_s``, and never past the grace deadline of an earlier
+        :meth:`request_stop`. Returns whether the thread ended; if not, the item in hand is
+        abandoned to the daemon thread (its errors count as ``interrupted``).
+        """
+        self.request_stop()
+        wait_s = timeout_s
+        if self._stop_deadline is not None:
+            wait_s = min(wait_s, max(0.0, self._stop_deadline - time.monotonic()))
+        self._thread.join(wait_s)
+        return not self._thread.is_alive()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Build the interface packages a pip-only install lacks, with cmake + rosidl from the ROS 2 wheels,
-# installing into the venv prefix so rclpy imports them with nothing sourced.
+# Build the interface packages a pip-only install lacks (the tf2_msgs and vision_msgs stand-ins and
+# ocgs_ros_interfaces), with cmake + rosidl from the ROS 2 wheels, installing into the venv prefix
+# so rclpy imports them with nothing sourced.
 # Idempotent: a package that already imports is skipped. In a normal ROS 2 install use colcon instead
 # (README "Building in a ROS 2 workspace").
 set -euo pipefail
@@ -41,4 +42,5 @@ build_one() {  # $1 = python module proving the package is present, $2 = source 
 }
 
 build_one "tf2_msgs.msg" "$root/interfaces/pip_compat/tf2_msgs"
+build_one "vision_msgs.msg" "$root/interfaces/pip_compat/vision_msgs"
 build_one "ocgs_ros_interfaces.srv" "$root/interfaces/ocgs_ros_interfaces"

@@ -66,6 +66,20 @@ def spin_until(node, predicate, timeout_s: float, step_s: float = 0.05, processe
         executor.remove_node(node)
 
 
+#: which input a rejected frame's reason names (reasons are ``<input>_<what is wrong>``)
+REJECT_FAMILIES = ("camera_info", "pointcloud", "image", "depth", "tf", "stale")
+
+
+def reject_families(counts: dict[str, int]) -> dict[str, int]:
+    """A node's reject counts by input family: node tests check which input was at fault, the
+    converters' tests check the exact reasons."""
+    out: dict[str, int] = {}
+    for reason, count in counts.items():
+        family = next((f for f in REJECT_FAMILIES if reason == f or reason.startswith(f"{f}_")), reason)
+        out[family] = out.get(family, 0) + count
+    return out
+
+
 class NodeProcess:
     """A node (or any ocgs_ros command) in a separate Python process, stopped with SIGINT."""
 

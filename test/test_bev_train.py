@@ -12,8 +12,9 @@ from ocgs_ros.bev import evaluate as bev_evaluate
 from ocgs_ros.bev.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ocgs_ros.bev.config import BevConfig
 from ocgs_ros.bev.model import BevFusionModel
-from ocgs_ros.bev.train import build_parser, train
-from ocgs_ros.training import DistributedContext
+from ocgs_ros.bev.train import BevTrainConfig, main as train_main, train
+from ocgs_ros.training import RunSetupError
+from ocgs_ros.training.cli import config_to_argv, parse_config
 from ocgs_ros.sim.dataset import write_driving_dataset
 from ocgs_ros.sim.types import CameraConfig, DrivingConfig, LidarConfig
 
@@ -33,16 +34,16 @@ def _run(out, data_root, steps, *extra, resume=False):
     argv = ["--data", str(data_root), "--val-data", str(data_root), "--out", str(out), "--preset", "tiny",
             "--steps", str(steps), "--batch", "2", "--seed", "1", "--checkpoint-every", "4", "--no-progress",
             *extra] + (["--resume"] if resume else [])
-    return train(build_parser().parse_args(argv), DistributedContext("cpu"), ["bev_train", *argv])
+    return train(parse_config(BevTrainConfig, argv, "bev_train", ""), argv=argv)
 
 
 def test_train_resume_is_identical_and_logs_calibration_statistics(tmp_path, data_root):
     straight = _run(tmp_path / "straight", data_root, 4)
     interrupted = _run(tmp_path / "resumed", data_root, 4, "--stop-after", "2")
-    assert interrupted["eval"] is None and load_checkpoint(interrupted["checkpoint"])[2]["step"] == 2
+    assert interrupted.evaluation is None and load_checkpoint(interrupted.checkpoint)[2]["step"] == 2
     resumed = _run(tmp_path / "resumed", data_root, 4, resume=True)
-    a, _, meta_a = load_checkpoint(straight["checkpoint"])
-    b, _, meta_b = load_checkpoint(resumed["checkpoint"])
+    a, _, meta_a = load_checkpoint(straight.checkpoint)
+    b, _, meta_b = load_checkpoint(resumed.checkpoint)
     assert meta_a["step"] == meta_b["step"] == 4
     for name, tensor in a.state_dict().items():
         torch.testing.assert_close(b.state_dict()[name], tensor, msg=name)
@@ -61,16 +62,45 @@ def test_train_resume_is_identical_and_logs_calibration_statistics(tmp_path, dat
 
     with pytest.raises(CheckpointError, match="calibration"):
         _run(tmp_path / "resumed", data_root, 6, "--calibration", "sum", resume=True)
-    with pytest.raises(FileExistsError):
+    with pytest.raises(RunSetupError, match="exists: pass --resume"):
         _run(tmp_path / "resumed", data_root, 4)
 
 
 def test_single_task_and_uncalibrated_runs(tmp_path, data_root):
     result = _run(tmp_path / "det", data_root, 2, "--tasks", "det", "--calibration", "sum", "--no-modality-cal")
-    assert result["eval"]["mIoU"] is None and result["eval"]["mAP"] is not None
+    assert result.evaluation["mIoU"] is None and result.evaluation["mAP"] is not None
     rows = [json.loads(line) for line in (tmp_path / "det" / "metrics.jsonl").read_text().splitlines()]
     assert all(r["task_grad_norm_map"] == 0.0 for r in rows)  # map loss x 0 sends nothing into the backbone
     assert rows[0]["modality_grad_norm_after_camera"] == pytest.approx(rows[0]["modality_grad_norm_before_camera"])
+
+
+def test_config_round_trip_from_argv():
+    """The documented command parses to what it says; every config prints back to an equal one."""
+    argv = ["--data", "runs/bev/data_train", "--val-data", "runs/bev/data_val", "--out", "runs/bev/full",
+            "--preset", "small", "--steps", "560", "--batch", "2", "--seed", "0", "--calibration", "mgc",
+            "--modality-cal", "--tasks", "det,map"]
+    config = parse_config(BevTrainConfig, argv, "bev_train", "")
+    assert (config.steps, config.modality_cal, config.task_names()) == (560, True, ("detection", "map"))
+    assert (config.lr, config.threads, config.log_every, config.checkpoint_every) == (2e-3, 1, 1, 100)  # defaults
+    assert parse_config(BevTrainConfig, config_to_argv(config), "bev_train", "") == config
+    other = BevTrainConfig(data="d", out="o", steps=3, modality_cal=False, tasks="map", lr=1.5e-4, stop_after=1,
+                           overrides=("det_grid=-12.8,12.8,-12.8,12.8,0.8", "nms_radius=1,2,3,4"), preset="tiny")
+    assert parse_config(BevTrainConfig, config_to_argv(other), "bev_train", "") == other
+    assert other.model_config().nms_radius == (1.0, 2.0, 3.0, 4.0) and other.model_config().det_grid.x_min == -12.8
+    assert "--no-modality-cal" in config_to_argv(other)
+
+
+def test_bad_command_lines_exit_2_with_one_line(tmp_path, data_root, capsys):
+    base = ["--data", str(data_root), "--out", str(tmp_path / "r"), "--preset", "tiny", "--steps", "2"]
+    for extra, message in ((["--tasks", "lidar"], "--tasks must be a comma list"),
+                           (["--calibration", "best"], "invalid choice"),
+                           (["--lr", "-1"], "--lr must be > 0"),
+                           (["--set", "det_grid=1,2"], "det_grid=1,2: needs 5 comma-separated values")):
+        with pytest.raises(SystemExit) as exc:
+            train_main([*base, *extra])
+        assert exc.value.code == 2 and message in capsys.readouterr().err, extra
+    assert train_main([*base, "--batch", "64", "--no-progress"]) == 2  # 4 frames cannot fill a batch of 64
+    assert "fewer than --batch 64" in capsys.readouterr().err
 
 
 def test_evaluate_command_writes_metrics(tmp_path, data_root):

@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
+from ocgs_ros.mapping.errors import FrameRejected
 from ocgs_ros.ros import conversions
 
 K = np.array([[500.0, 0.0, 320.0], [0.0, 480.0, 240.0], [0.0, 0.0, 1.0]])
@@ -29,20 +30,35 @@ def test_all_zero_projection_is_filled_from_k():
     np.testing.assert_array_equal(conversions.camera_info_to_model(msg).P[:, :3], K)
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda m: m.k.__setitem__(0, 0.0), "focal lengths must be positive"),
-    (lambda m: m.k.__setitem__(4, -3.0), "focal lengths must be positive"),
-    (lambda m: setattr(m, "k", [0.0] * 9), "uncalibrated"),
-    (lambda m: setattr(m, "width", 0), "size must be positive"),
-    (lambda m: m.k.__setitem__(2, float("nan")), "NaN"),
-    (lambda m: setattr(m, "d", [0.0, float("nan"), 0.0, 0.0, 0.0]), "distortion D has NaN"),
-    (lambda m: m.p.__setitem__(3, float("inf")), "projection P has NaN"),
+@pytest.mark.parametrize("edit, message, reason", [
+    (lambda m: m.k.__setitem__(0, 0.0), "focal lengths must be positive", "camera_info_k"),
+    (lambda m: m.k.__setitem__(4, -3.0), "focal lengths must be positive", "camera_info_k"),
+    (lambda m: setattr(m, "k", [0.0] * 9), "uncalibrated", "camera_info_k"),
+    (lambda m: m.k.__setitem__(6, 2.0), "last row", "camera_info_k"),
+    (lambda m: setattr(m, "width", 0), "size must be positive", "camera_info_size"),
+    (lambda m: setattr(m, "height", 0), "size must be positive", "camera_info_size"),
+    (lambda m: m.k.__setitem__(2, float("nan")), "NaN", "camera_info_k"),
+    (lambda m: setattr(m, "d", [0.0, float("nan"), 0.0, 0.0, 0.0]), "distortion D has NaN", "camera_info_distortion"),
+    (lambda m: setattr(m, "d", [0.1, 0.0, 0.0]), "3 coefficients", "camera_info_distortion"),
+    (lambda m: setattr(m, "distortion_model", "fancy_lens"), "unknown distortion model", "camera_info_distortion"),
+    (lambda m: (setattr(m, "distortion_model", "equidistant"), setattr(m, "d", [0.1] * 5)), "5 coefficients",
+     "camera_info_distortion"),
+    (lambda m: m.p.__setitem__(3, float("inf")), "projection P has NaN", "camera_info_projection"),
 ])
-def test_invalid_camera_info_raises(edit, message):
-    msg = conversions.make_camera_info(K, 640, 480, "c", 0)
+def test_invalid_camera_info_is_rejected_by_name(edit, message, reason):
+    msg = conversions.make_camera_info(K, 640, 480, "c", 0, D=[0.1, 0.01, 0.0, 0.0, 0.0])
     edit(msg)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(FrameRejected, match=message) as info:
         conversions.camera_info_to_model(msg)
+    assert info.value.reason == reason
+
+
+def test_zero_distortion_is_accepted_whatever_the_model_string():
+    msg = conversions.make_camera_info(K, 640, 480, "c", 0)
+    msg.distortion_model, msg.d = "", []
+    assert not conversions.camera_info_to_model(msg).has_distortion
+    msg.distortion_model, msg.d = "some_driver_model", [0.0] * 7
+    assert not conversions.camera_info_to_model(msg).has_distortion
 
 
 def test_make_camera_info_validates_too():

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sensor_msgs.msg import CompressedImage, Image
 
+from ocgs_ros.mapping.errors import FrameRejected
 from ocgs_ros.ros import conversions
 from ocgs_ros.ros.conversions import image as image_module
 from ocgs_ros.ros.conversions import CvBridge, CvBridgeError
@@ -227,8 +228,9 @@ def test_rgb_to_image_msg_and_errors():
     np.testing.assert_array_equal(conversions.image_msg_to_rgb(msg), rgb)
     with pytest.raises(ValueError, match="uint8"):
         conversions.rgb_to_image_msg(rgb.astype(np.float32), "c", 0)
-    with pytest.raises(CvBridgeError, match="32FC1"):
+    with pytest.raises(FrameRejected, match="32FC1") as info:
         conversions.image_msg_to_rgb(CvBridge().cv2_to_imgmsg(np.zeros((2, 2), np.float32), "32FC1"))
+    assert info.value.reason == "image_encoding"
 
 
 def test_depth_in_millimetres_and_metres():
@@ -248,3 +250,47 @@ def test_depth_in_millimetres_and_metres():
                                   [[0.0, d[0, 1]], [70.0, 0.0]])
     mm_msg = conversions.metres_to_depth_msg(d, "c", 0, encoding="16UC1")
     np.testing.assert_array_equal(CvBridge().imgmsg_to_cv2(mm_msg), [[0, 1234], [0, 0]])
+
+
+def _rgb_msg(height=4, width=5):
+    return conversions.rgb_to_image_msg(np.zeros((height, width, 3), np.uint8), "cam", 0)
+
+
+def _depth_msg(height=4, width=5):
+    return conversions.metres_to_depth_msg(np.ones((height, width), np.float32), "cam", 0)
+
+
+@pytest.mark.parametrize("fault, edit", [
+    ("empty", lambda m: (setattr(m, "width", 0), setattr(m, "step", 0), setattr(m, "data", b""))),
+    ("empty", lambda m: (setattr(m, "height", 0), setattr(m, "data", b""))),
+    ("too_large", lambda m: setattr(m, "width", 100_000)),
+    ("encoding", lambda m: setattr(m, "encoding", "bayer_wxyz9")),
+    ("encoding", lambda m: setattr(m, "encoding", "")),
+    ("step", lambda m: setattr(m, "step", m.step - 1)),
+    ("data_length", lambda m: setattr(m, "data", bytes(m.data)[:-1])),
+    ("data_length", lambda m: setattr(m, "step", m.step + 4)),
+])
+@pytest.mark.parametrize("what, make, read", [
+    ("image", _rgb_msg, conversions.image_msg_to_rgb),
+    ("depth", _depth_msg, conversions.depth_msg_to_metres),
+])
+def test_malformed_images_are_rejected_by_name_before_any_array_is_built(fault, edit, what, make, read):
+    msg = make()
+    edit(msg)
+    with pytest.raises(FrameRejected) as info:
+        read(msg)
+    assert info.value.reason == f"{what}_{fault}"
+
+
+def test_depth_encodings_are_not_colour_and_colour_is_not_depth():
+    with pytest.raises(FrameRejected) as info:
+        conversions.depth_msg_to_metres(_rgb_msg())
+    assert info.value.reason == "depth_encoding"
+    with pytest.raises(FrameRejected) as info:
+        conversions.image_msg_to_rgb(_depth_msg())
+    assert info.value.reason == "image_encoding"
+
+
+def test_negative_metric_depth_counts_as_no_return():
+    msg = conversions.metres_to_depth_msg(np.array([[-1.0, 2.0]], np.float32), "cam", 0)
+    np.testing.assert_array_equal(conversions.depth_msg_to_metres(msg), [[0.0, 2.0]])

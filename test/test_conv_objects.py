@@ -77,20 +77,13 @@ def test_detections_round_trip_and_validate():
         conversions.bev_to_detection_array(np.full((1, 9), np.nan), [0.5], [0], ("car",), "base_link", 0)
 
 
-def test_box_iou_3d_and_one_to_one_matching():
-    from ocgs_ros.ros.object_eval import box_iou_3d, match_objects
+def test_published_boxes_match_ground_truth_one_to_one():
+    # the IoU itself is tested in test_evaluation_boxes; here: message boxes -> one-to-one recall
+    from ocgs_ros.evaluation import Box3D, GroundTruthObject, match_objects
 
     c, s = np.array([0.0, 0.0, 0.5]), np.array([2.0, 1.0, 1.0])
-    assert box_iou_3d(c, s, 0.3, c, s, 0.3) == pytest.approx(1.0)
-    assert box_iou_3d(c, s, 0.0, c + [1.0, 0, 0], s, 0.0) == pytest.approx(1 / 3)  # half overlap: 1 / (4 - 1)
-    assert box_iou_3d(c, s, 0.0, c + [0, 0, 0.5], s, 0.0) == pytest.approx(1 / 3)
-    # a square and the same square turned by 45 degrees overlap in an octagon of area 8 (sqrt 2 - 1)
-    sq = np.array([2.0, 2.0, 1.0])
-    assert box_iou_3d(c, sq, 0.0, c, sq, math.pi / 4) == pytest.approx(8 * (math.sqrt(2) - 1) / (8 - 8 * (math.sqrt(2) - 1)))
-    assert box_iou_3d(c, s, 0.0, c + [5.0, 0, 0], s, 0.0) == 0.0
-
-    gt = [{"instance_id": 1, "kind_name": "a", "center": c, "size": s, "yaw": 0.0},
-          {"instance_id": 2, "kind_name": "b", "center": c + [3.0, 0, 0], "size": s, "yaw": 0.0}]
+    gt = [GroundTruthObject(1, "a", Box3D.from_yaw(c, s, 0.0)),
+          GroundTruthObject(2, "b", Box3D.from_yaw(c + [3.0, 0, 0], s, 0.0))]
     msg = conversions.map_objects_to_msg([_object(obj_id=9, center=c, size=s, yaw=0.05)], "map", 0)
     result = match_objects(gt, conversions.instances_to_boxes(msg.objects))
     assert result["matched"] == 1 and result["recall"] == 0.5 and result["precision"] == 1.0

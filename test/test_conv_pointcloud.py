@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sensor_msgs.msg import PointCloud2, PointField
 
+from ocgs_ros.mapping.errors import FrameRejected
 from ocgs_ros.ros import conversions
 
 # datatype code -> (numpy little-endian dtype) written down independently of the module's table
@@ -165,21 +166,25 @@ def _valid_msg() -> PointCloud2:
                                           intensity=np.zeros(4, np.float32))
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda m: setattr(m, "is_bigendian", True), "big-endian"),
-    (lambda m: setattr(m, "data", bytes(m.data)[:-1]), "data length"),
-    (lambda m: setattr(m, "row_step", m.row_step - 1), "row_step"),
-    (lambda m: setattr(m.fields[3], "offset", 14), "extends past point_step"),
-    (lambda m: setattr(m.fields[3], "datatype", 9), "unknown datatype 9"),
-    (lambda m: setattr(m.fields[1], "offset", 2), "overlap"),
-    (lambda m: setattr(m.fields[3], "name", "x"), "two fields named 'x'"),
-    (lambda m: setattr(m.fields[3], "count", 0), "count 0"),
+@pytest.mark.parametrize("mutate, message, reason", [
+    (lambda m: setattr(m, "is_bigendian", True), "big-endian", "pointcloud_bigendian"),
+    (lambda m: setattr(m, "data", bytes(m.data)[:-1]), "data length", "pointcloud_data_length"),
+    (lambda m: setattr(m, "row_step", m.row_step - 1), "row_step", "pointcloud_step"),
+    (lambda m: setattr(m, "point_step", 0), "point_step 0", "pointcloud_step"),
+    (lambda m: setattr(m.fields[3], "offset", 14), "extends past point_step", "pointcloud_fields"),
+    (lambda m: setattr(m.fields[3], "datatype", 9), "unknown datatype 9", "pointcloud_datatype"),
+    (lambda m: setattr(m.fields[1], "offset", 2), "overlap", "pointcloud_fields"),
+    (lambda m: setattr(m.fields[3], "name", "x"), "two fields named 'x'", "pointcloud_fields"),
+    (lambda m: setattr(m.fields[3], "count", 0), "count 0", "pointcloud_fields"),
+    (lambda m: (setattr(m, "width", 0), setattr(m, "point_step", 2 ** 31), setattr(m, "row_step", 0),
+                setattr(m, "data", b"")), "point_step", "pointcloud_step"),
 ])
-def test_malformed_clouds_raise_value_error_naming_the_problem(mutate, message):
+def test_malformed_clouds_raise_value_error_naming_the_problem(mutate, message, reason):
     msg = _valid_msg()
     mutate(msg)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(FrameRejected, match=message) as info:
         conversions.pointcloud2_to_array(msg)
+    assert isinstance(info.value, ValueError) and info.value.reason == reason
 
 
 def test_missing_xyz_and_unwritable_dtypes_are_reported():

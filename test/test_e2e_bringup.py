@@ -84,7 +84,7 @@ def test_tabletop_sensors_to_objects_query_and_save(ros_node, node_process, gocl
     from std_msgs.msg import String
 
     from ocgs_ros.gaussians.persistence import load_map
-    from ocgs_ros.ros.object_eval import ground_truth_boxes, match_objects
+    from ocgs_ros.evaluation import ground_truth_boxes, match_objects
 
     arrays, clouds, truth = [], [], []
     ros_node.create_subscription(ObjectInstanceArray, "/object_mapping_node/objects", arrays.append, qos.LATCHED)
@@ -93,9 +93,10 @@ def test_tabletop_sensors_to_objects_query_and_save(ros_node, node_process, gocl
     query = ros_node.create_client(QueryObjects, "/object_mapping_node/query_objects")
     save = ros_node.create_client(SaveMap, "/object_mapping_node/save_map")
 
-    mapper = node_process("ocgs_ros.nodes.object_mapping_node", *_params(
-        gocl_checkpoint=gocl_checkpoint, process_width=64, process_height=64, iterations_per_frame=4,
-        max_points=3000, publish_gaussians_period_s=1.0, expected_rate_hz=5.0))
+    mapper = node_process("ocgs_ros.nodes.object_mapping_node", *_params(**{
+        "gocl.checkpoint": gocl_checkpoint, "view.process_width": 64, "view.process_height": 64,
+        "mapper.iterations_per_frame": 4, "view.max_points": 3000, "publish_gaussians_period_s": 1.0,
+        "expected_rate_hz": 5.0}))
     sim = node_process("ocgs_ros.nodes.sim_publisher", *_params(
         world="tabletop_gocl", seed=7, rate_hz=5.0, image_width=128, image_height=128, lidar_beams=32,
         lidar_azimuth_steps=1024))

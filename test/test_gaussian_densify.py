@@ -1,11 +1,17 @@
-"""gsplat's DefaultStrategy densify/prune on CPU through our rasteriser's meta, under the hard cap."""
+"""Densify/prune through gsplat's public Strategy interface on CPU, via our rasteriser's meta, under the
+hard cap."""
 from __future__ import annotations
+
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from gsplat.strategy import DefaultStrategy, Strategy
 
-from ocgs_ros.gaussians.densify import DensifyConfig, DensifyController
+import ocgs_ros
+from ocgs_ros.gaussians.densify import CappedStrategy, DensifyConfig, DensifyController
 from ocgs_ros.gaussians.map import GaussianMap, GaussianMapConfig
 from ocgs_ros.gaussians.mapper import OnlineMapper
 
@@ -81,3 +87,83 @@ def test_external_growth_keeps_statistics_aligned_and_missing_grad_is_an_error()
         controller.after_backward(1, meta)
     with pytest.raises(ValueError):
         DensifyConfig(refine_every=0)
+
+
+def _tagged_map(opacity_logits, scales, max_gaussians):
+    """A map whose Gaussian i carries tag i + 1 in identity[:, 0] and in every Adam moment row, so
+    each row can be traced back to the Gaussian it came from after the strategy rebuilds the tensors."""
+    n = len(scales)
+    gmap = GaussianMap(GaussianMapConfig(num_codebook_entries=2, max_gaussians=max_gaussians))
+    colors = np.random.default_rng(0).uniform(size=(n, 3))
+    gmap.add_gaussians(np.c_[np.arange(n) * 0.1, np.zeros(n), np.full(n, 2.0)], colors)
+    gmap.make_optimizers()
+    for name, opt in gmap.optimizers.items():  # one step creates the Adam state
+        gmap.params[name].grad = torch.ones_like(gmap.params[name])
+        opt.step()
+    tags = torch.arange(1.0, n + 1)
+    with torch.no_grad():
+        gmap.params["opacities"][:] = torch.tensor(opacity_logits)
+        gmap.params["scales"][:] = torch.log(torch.tensor(scales))[:, None]
+        gmap.params["identity"][:, 0] = tags
+    for name, opt in gmap.optimizers.items():
+        param = gmap.params[name]
+        for key in ("exp_avg", "exp_avg_sq"):
+            opt.state[param][key] = tags.view(-1, *[1] * (param.dim() - 1)).expand_as(param).clone()
+    return gmap
+
+
+def test_strategy_keeps_cap_and_carries_identity_and_adam_rows_through_prune_duplicate_split():
+    torch.manual_seed(0)
+    # 0 transparent, 1 small (duplicate), 2 large (split), 3 small but weaker gradient (refused by the
+    # cap), 4 small with a gradient under the threshold (kept as is), 5 oversized (pruned)
+    gmap = _tagged_map(opacity_logits=[-10.0, 0, 0, 0, 0, 0], scales=[0.005, 0.005, 0.05, 0.005, 0.005, 0.5],
+                       max_gaussians=6)
+    before = {name: p.detach().clone() for name, p in gmap.params.items()}
+    controller = DensifyController(gmap, DensifyConfig(refine_every=1, refine_start_iter=0, grow_grad2d=0.1))
+    assert controller.strategy.max_gaussians == 6  # the map's cap, not a default of its own
+    means2d = torch.zeros(1, 6, 2, requires_grad=True)
+    meta = {"means2d": means2d, "radii": torch.ones(1, 6, 2), "width": 2, "height": 2, "n_cameras": 1,
+            "gaussian_ids": None}
+    controller.before_backward(meta)
+    means2d.grad = torch.tensor([[[1.0, 0], [0.9, 0], [0.8, 0], [0.5, 0], [0.01, 0], [1.0, 0]]])
+    counts = controller.after_backward(1, meta)
+
+    assert counts == {"pruned": 2, "duplicated": 1, "split": 1, "refused": 1}
+    assert gmap.num_gaussians == 6  # 6 - 2 pruned + 1 duplicate + 1 split child: exactly the cap
+    origin = gmap.params["identity"][:, 0].round().long().tolist()
+    assert origin == [2, 4, 5, 2, 3, 3]  # survivors, the duplicate of 1, the two halves of 2
+    source = torch.tensor(origin) - 1
+    for name, opt in gmap.optimizers.items():
+        param = gmap.params[name]
+        assert param.shape[0] == 6 and opt.param_groups[0]["params"][0] is param
+        expected_moment = torch.tensor([2.0, 4, 5, 0, 0, 0])  # grown rows start with fresh moments
+        for key in ("exp_avg", "exp_avg_sq") if param[0].numel() else ():  # shN is empty at SH degree 0
+            assert torch.equal(opt.state[param][key].reshape(6, -1)[:, 0], expected_moment), (name, key)
+        if name not in ("means", "scales"):  # split moves and shrinks its halves; the rest is copied
+            assert torch.equal(param.detach(), before[name][source]), name
+    assert torch.equal(gmap.params["means"][:4].detach(), before["means"][source[:4]])
+    assert not torch.equal(gmap.params["means"][4], gmap.params["means"][5])
+    assert torch.allclose(gmap.scales_act()[4:], torch.full((2, 3), 0.05 / 1.6))
+    assert controller.state["grad2d"].tolist() == [0.0] * 6 and controller.state["count"].shape == (6,)
+
+
+def test_strategy_rejects_meta_out_of_step_with_the_map():
+    gmap = _tagged_map([0.0] * 3, [0.005] * 3, max_gaussians=10)
+    controller = DensifyController(gmap, DensifyConfig(refine_every=1, refine_start_iter=0))
+    means2d = torch.zeros(1, 2, 2, requires_grad=True)
+    means2d.grad = torch.ones(1, 2, 2)
+    meta = {"means2d": means2d, "radii": torch.ones(1, 2, 2), "width": 2, "height": 2, "n_cameras": 1}
+    with pytest.raises(ValueError, match="meta has 2 Gaussians, the map 3"):
+        controller.after_backward(1, meta)
+    with pytest.raises(ValueError, match="packed"):
+        controller.after_backward(1, {**meta, "gaussian_ids": torch.zeros(2, dtype=torch.long)})
+
+
+def test_only_gsplats_public_strategy_interface_is_used():
+    assert issubclass(CappedStrategy, Strategy) and not issubclass(CappedStrategy, DefaultStrategy)
+    private = re.compile(r"\b_(prune_gs|update_state|grow_gs|update_param_with_optimizer)\b"
+                         r"|from gsplat\.strategy[\w.]* import [^\n]*\b_\w")
+    package = Path(ocgs_ros.__file__).parent
+    offenders = [str(path.relative_to(package)) for path in sorted(package.rglob("*.py"))
+                 if private.search(path.read_text())]
+    assert offenders == []

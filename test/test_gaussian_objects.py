@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from ocgs_ros.gaussians.map import GaussianMap, GaussianMapConfig, entries_from_logits
-from ocgs_ros.gaussians.objects import (MapObject, ObjectConfig, ObjectTracker, aabb_iou, extract_instances,
-                                        oriented_box, render_instance_mask)
+from ocgs_ros.evaluation import Box3D, box_iou_3d
+from ocgs_ros.gaussians.objects import (MapObject, ObjectConfig, ObjectTracker, extract_instances, oriented_box,
+                                        render_instance_mask)
 
 M = 6  # codebook entries; channel c = entry c - 1, channel 0 = background
 
@@ -60,6 +61,15 @@ def test_extraction_groups_by_entry_and_connectivity():
     assert np.allclose(a.box_rotation.T @ a.box_rotation, np.eye(3)) and np.isclose(np.linalg.det(a.box_rotation), 1)
     assert np.allclose(a.box_rotation[:, 2], [0, 0, 1])  # gravity-aligned
     assert 0.9 < a.confidence <= 1.0 and np.allclose(a.mean_color, 0.5)
+
+
+def test_gaussians_with_non_finite_shape_are_no_evidence():
+    # a diverged optimiser step can leave a Gaussian with a finite centre but infinite scales
+    gmap = _map()
+    _add(gmap, _blob([0.0, 0.0, 0.05], 5, 11), channel=3, scales=(float("inf"),) * 3)
+    objects = extract_instances(gmap, ObjectConfig(min_gaussians=20, link_radius=0.03))
+    assert sorted((o.codebook_entry, o.num_gaussians) for o in objects) == [(2, 50), (2, 60), (4, 40)]
+    assert all(np.isfinite(o.aabb_min).all() and np.isfinite(o.box_size).all() for o in objects)
 
 
 def test_ids_stay_stable_while_the_map_grows():
@@ -142,8 +152,9 @@ def test_box_helpers():
     center, size, rotation = oriented_box(pts @ rot.T + [1, 2, 0])
     assert np.allclose(size, [0.4, 0.1, 0.1], atol=0.01) and abs(abs(rotation[:, 0] @ rot[:, 0]) - 1) < 1e-3
     assert np.allclose(center, [1, 2, 0.05], atol=0.01)
-    assert aabb_iou([0, 0, 0], [1, 1, 1], [0.5, 0, 0], [1.5, 1, 1]) == pytest.approx(1 / 3)
-    assert aabb_iou([0, 0, 0], [1, 1, 1], [2, 2, 2], [3, 3, 3]) == 0.0
+    unit = Box3D.from_aabb([0, 0, 0], [1, 1, 1])
+    assert box_iou_3d(unit, Box3D.from_aabb([0.5, 0, 0], [1.5, 1, 1])) == pytest.approx(1 / 3)
+    assert box_iou_3d(unit, Box3D.from_aabb([2, 2, 2], [3, 3, 3])) == 0.0
 
 
 def test_entries_from_logits_is_a_two_level_decision():

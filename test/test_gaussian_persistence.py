@@ -1,4 +1,4 @@
-"""save_map/load_map: PLY (3DGS layout + identity) and objects JSON round trip, atomically, with checks."""
+"""save_map/load_map: PLY (3DGS layout + identity) and objects JSON round trip in one map directory, with checks."""
 from __future__ import annotations
 
 import json
@@ -23,10 +23,11 @@ def test_round_trip(tmp_path, target):
     tracker.update(gmap)
     where = tmp_path / "scene1" if target == "prefix" else tmp_path
     paths = save_map(where, gmap, tracker)
-    names = sorted(p.name for p in tmp_path.iterdir())
     stem = "scene1" if target == "prefix" else "map"
-    assert names == sorted([f"{stem}.ply", f"{stem}.identity.json", f"{stem}.objects.json"])
-    assert paths == map_paths(where)
+    assert paths == map_paths(where) and paths["dir"] == tmp_path / stem
+    assert sorted(p.name for p in paths["dir"].iterdir()) == ["gaussians.ply", "identity.json", "manifest.json",
+                                                               "objects.json"]
+    assert len(list(tmp_path.iterdir())) == 2  # the map directory (a symlink) and the one version it names
     loaded, loaded_tracker = load_map(where)
     for name, value in gmap.params.items():
         assert torch.equal(loaded.params[name], value.detach()), name
@@ -44,16 +45,16 @@ def test_map_without_objects_and_mismatched_files(tmp_path):
     tracker = ObjectTracker()
     tracker.update(gmap)
     save_map(tmp_path / "a", gmap, tracker)
-    objects = tmp_path / "a.objects.json"
+    objects = tmp_path / "a" / "objects.json"
     data = json.loads(objects.read_text())
     data["num_gaussians"] += 1
     objects.write_text(json.dumps(data))
-    with pytest.raises(ValueError, match="different saves"):
+    with pytest.raises(ValueError, match="sha256"):
         load_map(tmp_path / "a")
     with pytest.raises(FileNotFoundError):
         load_map(tmp_path / "missing")
-    assert not list(tmp_path.glob("*.tmp*"))  # atomic writes leave no temp files
-    assert np.isfinite(json.loads((tmp_path / "a.identity.json").read_text())["identity_head"]["bias"]).all()
+    assert len(list(tmp_path.iterdir())) == 2  # the second save removed the first version; no temporaries
+    assert np.isfinite(json.loads((tmp_path / "a" / "identity.json").read_text())["identity_head"]["bias"]).all()
 
 
 def test_mapping_continues_on_a_loaded_map(tmp_path):

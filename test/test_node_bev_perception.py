@@ -6,6 +6,7 @@ import copy
 
 import numpy as np
 import pytest
+from conftest import reject_families
 
 from ocgs_ros.ros import conversions
 
@@ -83,6 +84,7 @@ def test_driving_frame_gives_detections_and_map_layers(ros_context, bev_checkpoi
         feed_tf(node, static, frames[0])
         node.pub_detections.publish = lambda msg: sent.__setitem__("detections", msg)
         node.pub_markers.publish = lambda msg: sent.__setitem__("markers", msg)
+        node.pub_vision.publish = lambda msg: sent.__setitem__("vision", msg)
         run(node, *parts(frames[0]))
         assert node.published == 1 and not node.rejected, node.rejected
         detections = sent["detections"]
@@ -92,6 +94,13 @@ def test_driving_frame_gives_detections_and_map_layers(ros_context, bev_checkpoi
         assert len(boxes) > 0 and np.all((scores >= 0) & (scores <= 1))
         assert set(names) <= {"car", "truck", "pedestrian", "cyclist"}
         assert len(sent["markers"].markers) == 1 + 2 * len(boxes)  # DELETEALL + box + label each
+        vision = sent["vision"]  # the same detections as vision_msgs/Detection3DArray
+        assert vision.header == detections.header and len(vision.detections) == len(boxes)
+        assert [d.results[0].hypothesis.class_id for d in vision.detections] == list(names)
+        assert np.allclose([d.results[0].hypothesis.score for d in vision.detections], scores)
+        assert np.allclose([[d.bbox.center.position.x, d.bbox.center.position.y] for d in vision.detections],
+                           boxes[:, :2], atol=1e-5)
+        assert node.pub_vision.topic_name == "/bev_perception_node/vision_detections"
         assert set(node.pub_layers) == set(MAP_CLASSES)
         assert all(pub.topic_name == f"/bev_perception_node/map/{name}" for name, pub in node.pub_layers.items())
     finally:
@@ -104,7 +113,7 @@ def test_bad_driving_input_is_dropped_and_the_node_survives(ros_context, bev_che
     try:
         image, info, cloud = parts(frames[0])
         run(node, image, info, cloud)
-        assert node.rejected == {"tf": 1}  # no extrinsics yet
+        assert reject_families(node.rejected) == {"tf": 1}  # no extrinsics yet
         feed_tf(node, static, frames[0])
         mono32 = copy.deepcopy(image)
         mono32.encoding = "32FC1"
@@ -113,7 +122,7 @@ def test_bad_driving_input_is_dropped_and_the_node_survives(ros_context, bev_che
         empty = conversions.xyz_to_pointcloud2(np.zeros((0, 3), np.float32), cloud.header.frame_id, cloud.header.stamp)
         for msgs in ((mono32, info, cloud), (image, info, broken), (image, info, empty), (image, None, cloud)):
             run(node, *msgs)
-        assert node.rejected == {"tf": 1, "encoding": 1, "pointcloud": 1, "empty_cloud": 1, "camera_info": 1}
+        assert reject_families(node.rejected) == {"tf": 1, "image": 1, "pointcloud": 2, "camera_info": 1}, node.rejected
         run(node, image, info, cloud)
         assert node.published == 1
     finally:

@@ -6,10 +6,12 @@ import copy
 
 import numpy as np
 import pytest
+from conftest import reject_families
 
 from ocgs_ros.ros import conversions
 
 NS = 1_000_000_000
+NO_GOCL = {"gocl.checkpoint": "none"}
 START_NS = 1_700_000_000 * NS
 
 
@@ -42,26 +44,25 @@ def sim_frames():
     return static, frames
 
 
-class KindSegmenter:
-    """Test double for GoclSegmenter: the simulator's object-kind image of the frame in hand as
-    one-hot codebook logits (channel kind + 1), so this test exercises the node, not GOCL."""
+class KindIdentity:
+    """Test double for the pipeline's identity source (GOCL): the simulator's object-kind image of
+    the frame in hand as one-hot codebook logits (channel kind + 1), so this test exercises the
+    node, not GOCL."""
 
     def __init__(self, entries: int):
-        self.entries = entries
+        self.num_entries = entries
         self.kind_msg = None
 
-    def segment(self, images):
-        import torch
-        from types import SimpleNamespace
-
+    def pixel_logits(self, rgb):
         import cv2
+        import torch
 
         kind = conversions.CvBridge().imgmsg_to_cv2(self.kind_msg).astype(np.int64)  # 0 = background
-        kind = cv2.resize(kind.astype(np.uint16), (images.shape[-1], images.shape[-2]),
+        kind = cv2.resize(kind.astype(np.uint16), (rgb.shape[1], rgb.shape[0]),
                           interpolation=cv2.INTER_NEAREST).astype(np.int64)
-        logits = torch.full((1, self.entries + 1, *kind.shape), -20.0)
-        logits.scatter_(1, torch.from_numpy(np.minimum(kind, self.entries))[None, None], 0.0)
-        return SimpleNamespace(pixel_codebook_logits=logits)
+        logits = torch.full((self.num_entries + 1, *kind.shape), -20.0)
+        logits.scatter_(0, torch.from_numpy(np.minimum(kind, self.num_entries))[None], 0.0)
+        return logits
 
 
 def make_node(ros_context, checkpoint, **overrides):
@@ -69,10 +70,10 @@ def make_node(ros_context, checkpoint, **overrides):
 
     from ocgs_ros.nodes.object_mapping_node import ObjectMappingNode
 
-    values = {"gocl_checkpoint": str(checkpoint), "process_width": 64, "process_height": 48,
-              "iterations_per_frame": 2, "max_points": 2000, "grow_max_points": 800, "object_min_gaussians": 3,
-              "object_min_opacity": 0.0, "object_link_radius": 0.05, "tf_timeout_s": 0.0,
-              "publish_gaussians_period_s": 0.0, **overrides}
+    values = {"gocl.checkpoint": str(checkpoint), "view.process_width": 64, "view.process_height": 48,
+              "mapper.iterations_per_frame": 2, "view.max_points": 2000, "mapper.grow_max_points": 800,
+              "objects.min_gaussians": 3, "objects.min_opacity": 0.0, "objects.link_radius": 0.05,
+              "tf_timeout_s": 0.0, "publish_gaussians_period_s": 0.0, **overrides}
     return ObjectMappingNode(context=ros_context, parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
 
 
@@ -110,18 +111,18 @@ def test_frames_become_objects_and_services_answer(ros_context, gocl_checkpoint,
     from ocgs_ros.gaussians.persistence import load_map
 
     static, frames = sim_frames
-    node = make_node(ros_context, gocl_checkpoint, gocl_checkpoint="none", num_codebook_entries=32,
+    node = make_node(ros_context, gocl_checkpoint, **{"gocl.checkpoint": "none", "gocl.num_codebook_entries": 32},
                      publish_identity_image=True)
-    node.segmenter = KindSegmenter(32)
+    node.pipeline.identity = identity = KindIdentity(32)
     identity_images = []
     node.pub_identity.publish = identity_images.append
     try:
         for frame in frames:
             feed_tf(node, static, frame)
-            node.segmenter.kind_msg = frame["/sim/camera/kind"]
+            identity.kind_msg = frame["/sim/camera/kind"]
             submit(node, *parts(frame))
         assert node.published == len(frames) and not node.rejected, node.rejected
-        assert node.mapper.map.num_gaussians > 100
+        assert node.pipeline.map.num_gaussians > 100
         objects = node.objects
         assert objects, "a map of a table with objects must yield instances"
         # the debug identity image: the current camera's view of the instances, coloured by entry
@@ -152,11 +153,11 @@ def test_frames_become_objects_and_services_answer(ros_context, gocl_checkpoint,
         saved = node._on_save(SaveMap.Request(path=str(tmp_path / "m")), SaveMap.Response())
         assert saved.success, saved.message
         gmap, tracker = load_map(saved.ply_path)
-        assert gmap.num_gaussians == node.mapper.map.num_gaussians
+        assert gmap.num_gaussians == node.pipeline.map.num_gaussians
         assert [o.id for o in tracker.objects] == [o.id for o in objects]
 
         assert node._on_reset(Trigger.Request(), Trigger.Response()).success
-        assert node.mapper.map.num_gaussians == 0 and node.objects == []
+        assert node.pipeline.map.num_gaussians == 0 and node.objects == []
     finally:
         node.destroy_node()
 
@@ -173,10 +174,10 @@ def _bad_inputs(frame):
     wrong_info = copy.deepcopy(info)
     wrong_info.width = info.width * 2
     return [
-        ("encoding", (unknown_encoding, info, cloud)),
+        ("image", (unknown_encoding, info, cloud)),
         ("pointcloud", (image, info, truncated)),
-        ("empty_cloud", (image, info, nan_cloud)),
-        ("empty_cloud", (image, info, empty)),
+        ("pointcloud", (image, info, nan_cloud)),
+        ("pointcloud", (image, info, empty)),
         ("camera_info", (image, None, cloud)),
         ("camera_info", (image, wrong_info, cloud)),
     ]
@@ -184,21 +185,21 @@ def _bad_inputs(frame):
 
 def test_bad_input_is_dropped_and_counted_and_the_node_keeps_mapping(ros_context, gocl_checkpoint, sim_frames):
     static, frames = sim_frames
-    node = make_node(ros_context, gocl_checkpoint, gocl_checkpoint="none")
+    node = make_node(ros_context, gocl_checkpoint, **NO_GOCL)
     try:
         # TF missing: no pose for this stamp yet
         submit(node, *parts(frames[0]))
-        assert node.rejected == {"tf": 1} and node.published == 0
+        assert reject_families(node.rejected) == {"tf": 1} and node.published == 0
         feed_tf(node, static, frames[0])
         expected: dict[str, int] = {"tf": 1}
-        for reason, msgs in _bad_inputs(frames[0]):
+        for family, msgs in _bad_inputs(frames[0]):
             submit(node, *msgs)
-            expected[reason] = expected.get(reason, 0) + 1
-            assert node.rejected == expected, reason
+            expected[family] = expected.get(family, 0) + 1
+            assert reject_families(node.rejected) == expected, (family, node.rejected)
         assert node.published == 0
         # a good frame afterwards is mapped as usual
         submit(node, *parts(frames[0]))
-        assert node.published == 1 and node.mapper.map.num_gaussians > 0
+        assert node.published == 1 and node.pipeline.map.num_gaussians > 0
         # NaN points mixed into a good cloud are removed, not fatal
         feed_tf(node, static, frames[1])
         image, info, cloud = parts(frames[1])
@@ -212,14 +213,14 @@ def test_bad_input_is_dropped_and_counted_and_the_node_keeps_mapping(ros_context
 
 def test_stale_and_out_of_order_frames_are_dropped(ros_context, gocl_checkpoint, sim_frames):
     static, frames = sim_frames
-    node = make_node(ros_context, gocl_checkpoint, gocl_checkpoint="none", max_input_age_s=5.0)
+    node = make_node(ros_context, gocl_checkpoint, **NO_GOCL, max_input_age_s=5.0)
     try:
         # stamps from 2023 are far older than the wall clock: stale
         node.on_frame(*parts(frames[0]))
-        assert node.rejected == {"stale": 1} and node.worker.stats.submitted == 0
+        assert reject_families(node.rejected) == {"stale": 1} and node.worker.stats.submitted == 0
     finally:
         node.destroy_node()
-    node = make_node(ros_context, gocl_checkpoint, gocl_checkpoint="none")
+    node = make_node(ros_context, gocl_checkpoint, **NO_GOCL)
     try:
         for frame in frames:
             feed_tf(node, static, frame)
@@ -236,7 +237,7 @@ def test_stale_and_out_of_order_frames_are_dropped(ros_context, gocl_checkpoint,
 
 def test_missing_camera_info_is_reported_by_diagnostics(ros_context, gocl_checkpoint, sim_frames):
     _, frames = sim_frames
-    node = make_node(ros_context, gocl_checkpoint, gocl_checkpoint="none")
+    node = make_node(ros_context, gocl_checkpoint, **NO_GOCL)
     try:
         from diagnostic_msgs.msg import DiagnosticStatus
 
@@ -255,48 +256,59 @@ def test_a_gocl_checkpoint_drives_the_identities(ros_context, gocl_checkpoint, s
     static, frames = sim_frames
     node = make_node(ros_context, gocl_checkpoint)
     try:
-        assert node.num_entries == 8  # the tiny model's codebook, not the parameter's 32
+        assert node.pipeline.num_entries == 8  # the tiny model's codebook, not the parameter's 32
         feed_tf(node, static, frames[0])
         submit(node, *parts(frames[0]))
         assert node.published == 1 and not node.rejected
-        assert node.mapper.map.identity_head.out_features == 9
-        assert node.segmenter.flip_average and node.segmenter.mask_temperature == 0.5  # the defaults
-        assert node.tracker.config.ground_clearance == 0.01
+        assert node.pipeline.map.identity_head.out_features == 9
+        segmenter = node.pipeline.identity.segmenter
+        assert segmenter.flip_average and segmenter.mask_temperature == 0.5  # the defaults
+        assert node.pipeline.tracker.config.ground_clearance == 0.01
     finally:
         node.destroy_node()
-    node = make_node(ros_context, gocl_checkpoint, gocl_flip_average=False, gocl_mask_temperature=0.35,
-                     object_ground_clearance_m=0.0)
+    node = make_node(ros_context, gocl_checkpoint, **{"gocl.flip_average": False, "gocl.mask_temperature": 0.35,
+                                                      "objects.ground_clearance": 0.0})
     try:
-        assert not node.segmenter.flip_average and node.segmenter.mask_temperature == 0.35
-        assert node.tracker.config.ground_clearance == 0.0
+        segmenter = node.pipeline.identity.segmenter
+        assert not segmenter.flip_average and segmenter.mask_temperature == 0.35
+        assert node.pipeline.tracker.config.ground_clearance == 0.0
     finally:
         node.destroy_node()
 
 
 def test_invalid_parameters_fail_at_start_with_a_clear_error(ros_context, gocl_checkpoint, tmp_path):
-    with pytest.raises(ValueError, match="gocl_checkpoint.*not found"):
-        make_node(ros_context, gocl_checkpoint, gocl_checkpoint=str(tmp_path / "missing.pt"))
+    def bad(**overrides):
+        return make_node(ros_context, gocl_checkpoint, **overrides)
+
+    with pytest.raises(ValueError, match="gocl.checkpoint.*not found"):
+        bad(**{"gocl.checkpoint": str(tmp_path / "missing.pt")})
     with pytest.raises(ValueError, match="process_width"):
-        make_node(ros_context, gocl_checkpoint, process_width=64, process_height=0)
-    with pytest.raises(ValueError, match="iterations_per_frame"):
-        make_node(ros_context, gocl_checkpoint, iterations_per_frame=0)
-    with pytest.raises(ValueError, match="gocl_mask_temperature"):
-        make_node(ros_context, gocl_checkpoint, gocl_mask_temperature=0.0)
-    with pytest.raises(ValueError, match="object_ground_clearance_m"):
-        make_node(ros_context, gocl_checkpoint, object_ground_clearance_m=-0.01)
+        bad(**{"view.process_width": 64, "view.process_height": 0})
+    with pytest.raises(ValueError, match="mapper.iterations_per_frame"):
+        bad(**{"mapper.iterations_per_frame": 0})
+    with pytest.raises(ValueError, match="gocl.mask_temperature"):
+        bad(**{"gocl.mask_temperature": 0.0})
+    with pytest.raises(ValueError, match="objects.ground_clearance"):
+        bad(**{"objects.ground_clearance": -0.01})
+    with pytest.raises(ValueError, match="view.process_width.*int"):  # a wrong type is one clear line too
+        bad(**{"view.process_width": "abc"})
+    # every bad parameter of both config classes in one line
+    with pytest.raises(ValueError, match="sync_queue_size.*map.max_gaussians|map.max_gaussians.*sync_queue_size"):
+        bad(**{"sync_queue_size": 0, "map.max_gaussians": 0})
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="gocl_checkpoint"):
-        make_node(ros_context, gocl_checkpoint, gocl_checkpoint=str(garbage))
+    with pytest.raises(ValueError, match="gocl.checkpoint"):
+        bad(**{"gocl.checkpoint": str(garbage)})
 
 
 def test_a_registered_depth_camera_feeds_the_map_and_bad_depth_is_dropped(ros_context, gocl_checkpoint, sim_frames):
     static, frames = sim_frames
-    node = make_node(ros_context, gocl_checkpoint, gocl_checkpoint="none", depth_topic="/camera/depth",
-                     grow_max_points=5000, max_points=1)
+    node = make_node(ros_context, gocl_checkpoint, **NO_GOCL, depth_topic="/camera/depth",
+                     **{"mapper.grow_max_points": 5000, "view.max_points": 1})
     calls = []
-    integrate = node.mapper.integrate
-    node.mapper.integrate = lambda *args, **kwargs: calls.append(kwargs.get("depth")) or integrate(*args, **kwargs)
+    mapper = node.pipeline.mapper
+    integrate = mapper.integrate
+    mapper.integrate = lambda *args, **kwargs: calls.append(kwargs.get("depth")) or integrate(*args, **kwargs)
     try:
         feed_tf(node, static, frames[0])
         depth_msg = frames[0]["/sim/camera/depth"]  # the simulator's depth image, registered to the camera
@@ -309,7 +321,7 @@ def test_a_registered_depth_camera_feeds_the_map_and_bad_depth_is_dropped(ros_co
         expected = conversions.depth_msg_to_metres(depth_msg)
         assert np.array_equal(depth, expected)  # 64x48 in, 64x48 processing: untouched
         # with 1 LiDAR point per frame, the depth pixels are what the map grew from
-        assert node.mapper.map.num_gaussians > 0.5 * (expected > 0).sum()
+        assert node.pipeline.map.num_gaussians > 0.5 * (expected > 0).sum()
 
         wrong_encoding = copy.deepcopy(depth_msg)
         wrong_encoding.encoding = "rgb8"
@@ -319,6 +331,6 @@ def test_a_registered_depth_camera_feeds_the_map_and_bad_depth_is_dropped(ros_co
         for bad in (wrong_encoding, wrong_frame, small):
             node.on_frame(*parts(frames[0]), bad)
             assert node.worker.wait_idle(60.0)
-        assert node.rejected == {"depth": 3} and node.published == 1
+        assert reject_families(node.rejected) == {"depth": 3} and node.published == 1, node.rejected
     finally:
         node.destroy_node()

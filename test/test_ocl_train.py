@@ -9,9 +9,12 @@ import pytest
 import torch
 
 from conftest import run_torchrun, torchrun_failure
-from ocgs_ros.ocl import CheckpointError, GoclConfig, load_checkpoint
+from ocgs_ros.ocl import GoclConfig, load_checkpoint
 from ocgs_ros.ocl.data import GoclViewDataset, ensure_gocl_dataset, gocl_tabletop_config
-from ocgs_ros.ocl.train import build_config, capture_rng_state, main as train_main, restore_rng_state
+from ocgs_ros.ocl.codebook_warmup import kmeans_prototypes
+from ocgs_ros.ocl.train import GoclTrainConfig, main as train_main
+from ocgs_ros.training import capture_rng_state, restore_rng_state
+from ocgs_ros.training.cli import config_to_argv, parse_config
 from ocgs_ros.sim.dataset import TabletopDataset
 
 torch.set_num_threads(1)
@@ -86,13 +89,46 @@ def test_dataset_errors(tmp_path):
 
 
 # ----- config / RNG helpers ---------------------------------------------------------------
-def test_build_config_applies_overrides_and_baseline_switch():
-    config = build_config("cpu", {"lr_encoder": "2e-4", "encoder_channels": ["16", "16", "16"]}, use_codebook=False)
+def test_model_config_applies_overrides_and_baseline_switch():
+    run = GoclTrainConfig(data="d", out="o", steps=1, preset="cpu", no_codebook=True,
+                          overrides=("lr_encoder=2e-4", "encoder_channels=16,16,16"))
+    config = run.model_config()
     assert config.lr_encoder == pytest.approx(2e-4) and config.encoder_channels == (16, 16, 16)
     assert config.codebook_warmup_steps == GoclConfig.cpu().codebook_warmup_steps
     assert config.use_codebook is False and config.image_height == GoclConfig.cpu().image_height
-    with pytest.raises(ValueError, match="unknown"):
-        build_config("cpu", {"no_such_field": "1"}, use_codebook=True)
+    with pytest.raises(ValueError, match="unknown GoclConfig keys"):
+        GoclTrainConfig(data="d", out="o", steps=1, overrides=("no_such_field=1",))
+    with pytest.raises(ValueError, match="expected an integer"):
+        GoclTrainConfig(data="d", out="o", steps=1, overrides=("num_object_slots=2.5",))
+
+
+def test_config_round_trip_from_argv(tmp_path):
+    """The documented command line parses to the config it says; the config prints back to argv."""
+    argv = ["--data", "data/gocl_train", "--out", "runs/wh_kl1e3", "--preset", "cpu", "--steps", "4000",
+            "--batch", "8", "--seed", "0", "--threads", "1", "--snapshot-every", "1000", "--log-every", "50",
+            "--no-progress", "--set", "kl_pi_weight=0.001", "--set", "encoder_channels=16,16,16"]
+    config = parse_config(GoclTrainConfig, argv, "gocl_train", "")
+    assert (config.steps, config.batch, config.log_every, config.snapshot_every) == (4000, 8, 50, 1000)
+    assert config.checkpoint_every == 500 and config.resume is False and config.init_from is None  # defaults
+    assert config.overrides == ("kl_pi_weight=0.001", "encoder_channels=16,16,16")
+    assert config.model_config().kl_pi_weight == pytest.approx(1e-3)
+    assert parse_config(GoclTrainConfig, config_to_argv(config), "gocl_train", "") == config
+    other = GoclTrainConfig(data="d", out="o", steps=3, resume=True, no_codebook=True, init_from="x.pt", stop_after=2)
+    assert parse_config(GoclTrainConfig, config_to_argv(other), "gocl_train", "") == other
+    assert GoclTrainConfig(**{**config.to_dict(), "overrides": tuple(config.to_dict()["overrides"])}) == config
+    with pytest.raises(ValueError, match="--data must be of type str"):
+        GoclTrainConfig(data=tmp_path, out="o", steps=1)  # a Path would make the checkpoints unloadable
+
+
+def test_bad_command_lines_exit_2_with_one_line(tiny_dataset, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        train_main(tiny_args(tiny_dataset, tmp_path / "x", 0))
+    assert exc.value.code == 2 and "--steps must be > 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        train_main(tiny_args(tiny_dataset, tmp_path / "x", 2, "--set", "no_such=1"))
+    assert exc.value.code == 2 and "unknown GoclConfig keys ['no_such']" in capsys.readouterr().err
+    assert train_main(tiny_args(tiny_dataset, tmp_path / "none", 2, "--resume")) == 2
+    assert "no checkpoint" in capsys.readouterr().err
 
 
 def test_cpu_preset_is_what_the_brief_asks_for():
@@ -110,7 +146,7 @@ def test_rng_state_round_trip():
 
 
 # ----- train command ----------------------------------------------------------------------
-def test_train_command_writes_checkpoint_log_plot_and_snapshots(tiny_dataset, tmp_path):
+def test_train_command_writes_checkpoint_log_plot_and_snapshots(tiny_dataset, tmp_path, capsys):
     out = tmp_path / "run"
     assert train_main(tiny_args(tiny_dataset, out, 6, "--snapshot-every", "3")) == 0
     model, config, meta = load_checkpoint(out / "checkpoint.pt")
@@ -129,19 +165,19 @@ def test_train_command_writes_checkpoint_log_plot_and_snapshots(tiny_dataset, tm
     fresh = torch.load(out / "snapshots" / "step_0000003.pt", weights_only=True)["state_dict"]
     assert any(not torch.equal(fresh[k], v) for k, v in model.state_dict().items())
     # A second run into the same folder must not silently overwrite it.
-    with pytest.raises(FileExistsError):
-        train_main(tiny_args(tiny_dataset, out, 6))
+    assert train_main(tiny_args(tiny_dataset, out, 6)) == 2
+    assert "exists: pass --resume" in capsys.readouterr().err
 
 
-def test_resume_is_identical_to_an_uninterrupted_run(tiny_dataset, tmp_path):
+def test_resume_is_identical_to_an_uninterrupted_run(tiny_dataset, tmp_path, capsys):
     # Aggressive revival (fast usage decay, high threshold) so the resumed part revives prototypes
     # from the restored feature buffer: that must match too.
     revive = ["--set", "revive_every=2", "--set", "usage_ema_decay=0.3", "--set", "dead_usage_fraction=0.9"]
     straight, split = tmp_path / "straight", tmp_path / "split"
     train_main(tiny_args(tiny_dataset, straight, 9, *revive))
     train_main(tiny_args(tiny_dataset, split, 4, *revive))  # stops at a step between checkpoints
-    with pytest.raises(CheckpointError, match="differs"):
-        train_main(tiny_args(tiny_dataset, split, 9, "--resume"))  # other config than the checkpoint
+    assert train_main(tiny_args(tiny_dataset, split, 9, "--resume")) == 2  # other config than the checkpoint
+    assert "its config differs" in capsys.readouterr().err
     train_main(tiny_args(tiny_dataset, split, 9, "--resume", *revive))
     a = torch.load(straight / "checkpoint.pt", weights_only=True)
     b = torch.load(split / "checkpoint.pt", weights_only=True)
@@ -159,7 +195,7 @@ def test_codebook_warmup_switches_on_with_kmeans_prototypes_and_resumes_exactly(
     warm = ["--set", "codebook_warmup_steps=4"]
     straight, split = tmp_path / "straight", tmp_path / "split"
     train_main(tiny_args(tiny_dataset, straight, 7, *warm))
-    train_main(tiny_args(tiny_dataset, split, 3, *warm))  # checkpoint still inside the warm-up
+    train_main(tiny_args(tiny_dataset, split, 7, "--stop-after", "3", *warm))  # checkpoint inside the warm-up
     _, during, meta = load_checkpoint(split / "checkpoint.pt")
     assert during.use_codebook is False and meta["extra"]["target_config"]["use_codebook"] is True
     train_main(tiny_args(tiny_dataset, split, 7, "--resume", *warm))
@@ -177,7 +213,7 @@ def test_codebook_warmup_switches_on_with_kmeans_prototypes_and_resumes_exactly(
     assert not torch.allclose(model.codebook.prototypes, initial, atol=1e-3)
 
 
-def test_init_from_a_baseline_run_switches_the_codebook_on(tiny_dataset, tmp_path):
+def test_init_from_a_baseline_run_switches_the_codebook_on(tiny_dataset, tmp_path, capsys):
     base, forked = tmp_path / "base", tmp_path / "forked"
     train_main(tiny_args(tiny_dataset, base, 4, "--no-codebook"))
     train_main(tiny_args(tiny_dataset, forked, 6, "--init-from", str(base / "checkpoint.pt"),
@@ -187,9 +223,9 @@ def test_init_from_a_baseline_run_switches_the_codebook_on(tiny_dataset, tmp_pat
     assert [group["base_lr"] for group in meta["optimizer"]["param_groups"]] == pytest.approx([1e-4, 1e-4])
     rows = [json.loads(line) for line in (forked / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in rows] == [6] and rows[0]["codebook_on"] is True
-    with pytest.raises(CheckpointError, match="do not fit"):
-        train_main(tiny_args(tiny_dataset, tmp_path / "bad", 6, "--init-from", str(base / "checkpoint.pt"),
-                             "--set", "intrinsic_dim=16"))
+    assert train_main(tiny_args(tiny_dataset, tmp_path / "bad", 6, "--init-from", str(base / "checkpoint.pt"),
+                                "--set", "intrinsic_dim=16")) == 2
+    assert "weights do not fit the requested config" in capsys.readouterr().err
 
 
 def test_single_run_with_warmup_equals_baseline_then_init_from(tiny_dataset, tmp_path):
@@ -208,7 +244,6 @@ def test_single_run_with_warmup_equals_baseline_then_init_from(tiny_dataset, tmp
 
 
 def test_kmeans_prototypes_recover_separated_clusters():
-    from ocgs_ros.ocl.train import kmeans_prototypes
     centres = torch.tensor([[5.0, 0.0], [-5.0, 0.0], [0.0, 5.0]])
     points = torch.cat([c + 0.1 * torch.randn(50, 2, generator=torch.Generator().manual_seed(i))
                         for i, c in enumerate(centres)])
@@ -217,11 +252,6 @@ def test_kmeans_prototypes_recover_separated_clusters():
     assert float(distances.min(dim=1).values.max()) < 0.2  # every true centre has a prototype on it
     with pytest.raises(ValueError, match="k-means needs"):
         kmeans_prototypes(points[:2], 3)
-
-
-def test_resume_without_checkpoint_is_an_error(tiny_dataset, tmp_path):
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
-        train_main(tiny_args(tiny_dataset, tmp_path / "none", 2, "--resume"))
 
 
 def test_no_codebook_baseline_trains_with_slot_index_identity(tiny_dataset, tmp_path):

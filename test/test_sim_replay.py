@@ -88,7 +88,7 @@ def test_bag_player_rejects_bad_parameters(tmp_path, node_process):
     assert "does not exist" in missing.output()
     bad_rate = node_process("ocgs_ros.nodes.bag_play", "--ros-args", "-p", f"bag:={tmp_path}", "-p", "rate:=-1.0")
     assert bad_rate.wait(30.0) == 2
-    assert "parameter 'rate' must be > 0" in bad_rate.output()
+    assert "'rate' must be > 0" in bad_rate.output()
 
 
 def test_message_class_covers_every_simulated_topic():

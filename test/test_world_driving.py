@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ocgs_ros.sim.driving import BOX_CLASSES, DrivingWorld
-from ocgs_ros.sim.roadmap import MAP_CLASSES
+from ocgs_ros.sim.classes import BOX_CLASSES, MAP_CLASSES
+from ocgs_ros.sim.driving import DrivingWorld
 from ocgs_ros.sim.types import DrivingConfig
 
 SMALL = DrivingConfig.from_dict({"cameras": [{"width": 176, "height": 64}], "lidar": {"azimuth_steps": 512}})

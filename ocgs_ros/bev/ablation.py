@@ -13,10 +13,11 @@ Arms (all ``--preset small``, AdamW, identical schedule; only the calibration di
     full_cal      both tasks                                 task mgc, modality calibration
 
 The simulated train/validation sets are written under ``--work`` on first use (resumable), each run
-lives in ``--work/ablation/<arm>_s<seed>`` (a finished run is reused, so an interrupted ablation
-resumes), then the command measures the training-step time of ``full_cal`` vs ``sum`` on the same
-batches interleaved in this process and the per-frame inference latency of the ``full_cal``
-seed-``seeds[0]`` model through ``BevPredictor``, and writes JSON + Markdown + PNG.
+lives in ``--work/ablation/<arm>_s<seed>`` (a run is reused only when it finished with an equal
+training config and its checkpoint loads cleanly, so an interrupted ablation resumes), then the
+command measures the training-step time of ``full_cal`` vs ``sum`` on the same batches interleaved
+in this process and the per-frame inference latency of the ``full_cal`` seed-``seeds[0]`` model
+through ``BevPredictor``, and writes JSON + Markdown + PNG.
 """
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ import numpy as np
 import torch
 
 from ..atomic_io import atomic_save_figure, atomic_write_json, atomic_write_text
-from ..training import DistributedContext, read_metrics, seed_everything
+from ..checkpoint_io import CheckpointError
+from ..training import CHECKPOINT_NAME, METRICS_NAME, read_metrics, seed_everything
 from ..sim.dataset import write_driving_dataset
 from ..sim.types import CameraConfig, DrivingConfig
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -40,7 +42,7 @@ from .data import BevSampleDataset, SimDrivingRecords, sim_dataset
 from .evaluate import finite_or_none
 from .inference import BevPredictor
 from .model import BevFusionModel
-from .train import EVAL_NAME, build_calibrator, build_optimizer, build_parser as train_parser, train, train_step
+from .train import EVAL_NAME, BevTrainConfig, build_calibrator, build_optimizer, train, train_step
 
 ARMS: dict[str, dict[str, Any]] = {
     "single_det": {"tasks": "det", "calibration": "sum", "modality_cal": False},
@@ -70,34 +72,53 @@ def make_data(work: Path) -> tuple[Path, Path]:
     return train_dir, val_dir
 
 
-def arm_argv(arm: str, seed: int, steps: int, batch: int, train_dir: Path, val_dir: Path, out: Path) -> list[str]:
+def arm_config(arm: str, seed: int, args: argparse.Namespace, train_dir: Path, val_dir: Path) -> BevTrainConfig:
+    """The training run of one arm and seed (all arms: same data, preset, steps, batch and schedule)."""
     spec = ARMS[arm]
-    return ["--data", str(train_dir), "--val-data", str(val_dir), "--out", str(out), "--preset", PRESET,
-            "--steps", str(steps), "--batch", str(batch), "--seed", str(seed), "--tasks", spec["tasks"],
-            "--calibration", spec["calibration"], "--modality-cal" if spec["modality_cal"] else "--no-modality-cal",
-            "--checkpoint-every", str(steps), "--no-progress"]
+    return BevTrainConfig(data=str(train_dir), val_data=str(val_dir),
+                          out=str(Path(args.work) / "ablation" / f"{arm}_s{seed}"), preset=PRESET, steps=args.steps,
+                          batch=args.batch, seed=seed, tasks=spec["tasks"], calibration=spec["calibration"],
+                          modality_cal=spec["modality_cal"], checkpoint_every=args.steps, device="cpu",
+                          threads=max(1, args.threads), no_progress=True)
 
 
-def run_arm(arm: str, seed: int, args: argparse.Namespace, train_dir: Path, val_dir: Path,
-            train_set: BevSampleDataset, val_set: BevSampleDataset) -> dict[str, Any]:
-    """Train (or reuse) one run; returns its eval.json content."""
-    out = Path(args.work) / "ablation" / f"{arm}_s{seed}"
-    eval_path = out / EVAL_NAME
-    argv = arm_argv(arm, seed, args.steps, args.batch, train_dir, val_dir, out)
-    if eval_path.exists():
-        done = json.loads(eval_path.read_text())
-        if done.get("run", {}).get("command") == " ".join(["python -m ocgs_ros.bev.train", *argv]):
-            print(f"bev_ablation: {arm} seed {seed}: reusing {eval_path}", flush=True)
-            return done
-    if (out / "checkpoint.pt").exists():
-        (out / "checkpoint.pt").unlink()  # stale or partial run of other settings: start again
+def finished_run(config: BevTrainConfig) -> dict[str, Any] | None:
+    """The eval.json content of a finished run of exactly ``config`` in its folder, else None.
+
+    Finished means: the checkpoint loads cleanly, holds ``config.steps`` steps and was trained
+    with a config equal to this one, and the evaluation was written by that same run.
+    """
+    out, requested = Path(config.out), config.to_dict()
+    try:
+        _, _, meta = load_checkpoint(out / CHECKPOINT_NAME)
+    except CheckpointError:
+        return None
+    if meta["step"] != config.steps or meta["extra"].get("run", {}).get("train_config") != requested:
+        return None
+    try:
+        done = json.loads((out / EVAL_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+    if done.get("step") != config.steps or done.get("run", {}).get("train_config") != requested:
+        return None
+    return done
+
+
+def run_arm(label: str, config: BevTrainConfig, train_set: BevSampleDataset,
+            val_set: BevSampleDataset) -> dict[str, Any]:
+    """Train one run, or reuse it when it already finished with this config; returns its eval.json content."""
+    done = finished_run(config)
+    if done is not None:
+        print(f"bev_ablation: {label}: reusing {Path(config.out) / EVAL_NAME}", flush=True)
+        return done
+    # A stale run of other settings, a partial or an unreadable one: start again.
+    (Path(config.out) / CHECKPOINT_NAME).unlink(missing_ok=True)
     start = time.perf_counter()
-    result = train(train_parser().parse_args(argv), DistributedContext("cpu"),
-                   ["python -m ocgs_ros.bev.train", *argv], train_set, val_set)
-    ev = finite_or_none(result["eval"])
-    print(f"bev_ablation: {arm} seed {seed}: mAP {ev['mAP']}  mIoU {ev['mIoU']}  "
-          f"{result['seconds_per_step']:.3f} s/step  {time.perf_counter() - start:.0f} s", flush=True)
-    return json.loads(eval_path.read_text())
+    result = train(config, train_set, val_set)
+    ev = finite_or_none(result.evaluation)
+    print(f"bev_ablation: {label}: mAP {ev['mAP']}  mIoU {ev['mIoU']}  "
+          f"{result.seconds_per_step:.3f} s/step  {time.perf_counter() - start:.0f} s", flush=True)
+    return json.loads((Path(config.out) / EVAL_NAME).read_text())
 
 
 def time_steps(train_set: BevSampleDataset, cfg: BevConfig, batch: int, repeats: int, seed: int = 0) -> dict[str, float]:
@@ -264,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         for arm in order:
             if arm in args.arms:
-                results[arm][seed] = run_arm(arm, seed, args, train_dir, val_dir, train_set, val_set)
+                results[arm][seed] = run_arm(f"{arm} seed {seed}", arm_config(arm, seed, args, train_dir, val_dir),
+                                              train_set, val_set)
     arms_summary: dict[str, Any] = {}
     for arm in ARMS:
         if not results[arm]:
@@ -279,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
             if results[arm][seeds[0]].get(key):
                 names = results[arm][seeds[0]][key][sub]
                 per_class[key] = {n: _stats([results[arm][s][key][sub][n] for s in seeds])[0] for n in names}
-        gstats = [cosine_summary(work / "ablation" / f"{arm}_s{s}" / "metrics.jsonl") for s in seeds]
+        gstats = [cosine_summary(Path(arm_config(arm, s, args, train_dir, val_dir).out) / METRICS_NAME) for s in seeds]
         arms_summary[arm] = {
             "map_mean": map_mean, "map_std": map_std, "miou_mean": miou_mean, "miou_std": miou_std, "seeds": seeds,
             "per_seed": {"map": maps, "miou": mious},
@@ -290,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
             **{k: v for k, v in ARMS[arm].items()},
         }
     timing = time_steps(train_set, cfg, args.batch, args.timing_repeats)
-    full_ckpt = work / "ablation" / f"full_cal_s{args.seeds[0]}" / "checkpoint.pt"
+    full_ckpt = Path(arm_config("full_cal", args.seeds[0], args, train_dir, val_dir).out) / CHECKPOINT_NAME
     inference_ms = time_inference(full_ckpt, val_dir)
     summary = {"arms": arms_summary, "step_time_ratio_full_vs_sum": timing["ratio"], "step_time": timing,
                "inference_ms": inference_ms, "inference_checkpoint": str(full_ckpt), "command": command,

@@ -9,15 +9,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-MAP_CLASSES: tuple[str, ...] = (
-    "drivable_area",
-    "ped_crossing",
-    "walkway",
-    "stop_line",
-    "carpark_area",
-    "divider",
-)
-BOX_CLASSES: tuple[str, ...] = ("car", "truck", "pedestrian", "cyclist")
+from ..sim.classes import BOX_CLASSES, MAP_CLASSES
+
 TASKS: tuple[str, ...] = ("detection", "map")
 REGRESSION_CHANNELS = 10  # offset x/y, z, log l/w/h, sin/cos yaw, vx, vy
 
@@ -204,9 +197,38 @@ class BevConfig:
         return dataclasses.replace(base, **overrides)
 
     @staticmethod
+    def surround(**overrides: Any) -> "BevConfig":
+        """Six-camera surround rig (nuScenes layout, ``ocgs_ros.sim.driving.SURROUND_RIG``) over
+        ±51.2 m at 0.8 m (128 x 128 cells), map on the simulator's 0.5 m grid (200 x 200 cells).
+
+        Each camera enters at 256 x 144 (16:9, like nuScenes' 1600 x 900); channel widths follow
+        ``small`` so that one CPU thread runs a frame within 150 ms (benchmarks/bev_bench.py)."""
+        base = BevConfig(
+            det_grid=GridSpec(-51.2, 51.2, -51.2, 51.2, 0.8),
+            map_grid=GridSpec(-50.0, 50.0, -50.0, 50.0, 0.5),
+            num_cameras=6,
+            image_height=144,
+            image_width=256,
+            image_stride=8,
+            image_channels=(16, 24, 32),
+            depth_min=1.0,
+            depth_max=61.0,
+            depth_bins=30,
+            camera_bev_channels=24,
+            lidar_point_channels=24,
+            lidar_bev_channels=24,
+            fused_channels=32,
+            shared_channels=32,
+            head_channels=24,
+            max_detections=150,
+        )
+        return dataclasses.replace(base, **overrides)
+
+    @staticmethod
     def preset(name: str, **overrides: Any) -> "BevConfig":
-        """``tiny``, ``small`` or ``default`` with field overrides."""
-        builders = {"tiny": BevConfig.tiny, "small": BevConfig.small, "default": BevConfig.default}
+        """``tiny``, ``small``, ``surround`` or ``default`` with field overrides."""
+        builders = {"tiny": BevConfig.tiny, "small": BevConfig.small, "surround": BevConfig.surround,
+                    "default": BevConfig.default}
         if name not in builders:
             raise ValueError(f"unknown BevConfig preset {name!r}; choose from {sorted(builders)}")
         return builders[name](**overrides)

@@ -3,8 +3,10 @@
 Every data source (the simulator's on-disk dataset, a nuScenes-format folder, a live ROS node)
 produces a :class:`FrameRecord` (numpy, ego frame, docs/conventions.md); :func:`record_to_sample`
 turns it into tensors for a :class:`BevConfig`, and :func:`prepare_inputs` is the single place
-that resizes images (adjusting ``K``) and validates sensor arrays, shared by training and
-:class:`ocgs_ros.bev.inference.BevPredictor`.
+that fits images to the model's input size (the project's crop/letterbox policy,
+:mod:`ocgs_ros.image_fit`, adjusting ``K``) and validates sensor arrays, shared by training and
+:class:`ocgs_ros.bev.inference.BevPredictor`. Images at the model's aspect ratio (the simulated
+rigs the models are trained on) are a plain resize under either policy.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import numpy as np
 import torch
 
 from ..camera import resize_image
+from ..image_fit import DEFAULT_FIT, fit_image
 from .config import BevConfig, GridSpec
 from .model import BevInputs
 from .targets import BOX_DIM, encode_targets
@@ -55,6 +58,16 @@ def resize_images(images: np.ndarray, intrinsics: np.ndarray, height: int, width
     return np.stack([img for img, _ in resized]), np.stack([k for _, k in resized])
 
 
+def fit_images(images: np.ndarray, intrinsics: np.ndarray, height: int, width: int, policy: str = DEFAULT_FIT
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Fit ``[N, H, W, 3]`` images to ``height x width`` by ``policy`` ("crop" or "letterbox",
+    ``ocgs_ros.image_fit``) without distorting them, each ``K`` moved to match (float64)."""
+    if tuple(images.shape[1:3]) == (height, width):
+        return images, intrinsics.astype(np.float64)
+    fitted = [fit_image(img, k, width, height, policy)[:2] for img, k in zip(images, intrinsics)]
+    return np.stack([img for img, _ in fitted]), np.stack([k for _, k in fitted])
+
+
 def check_sensor_arrays(images: np.ndarray, intrinsics: np.ndarray, T_ego_cam: np.ndarray, points: np.ndarray,
                         num_cameras: int) -> None:
     """Raise ``ValueError`` saying which array has the wrong shape/dtype or non-finite values."""
@@ -86,10 +99,12 @@ def check_sensor_arrays(images: np.ndarray, intrinsics: np.ndarray, T_ego_cam: n
 
 
 def prepare_inputs(images: np.ndarray, intrinsics: np.ndarray, T_ego_cam: np.ndarray, points: np.ndarray,
-                   cfg: BevConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Validated, resized tensors of one frame: images ``[N, 3, H, W]`` in [0, 1], K, T, points."""
+                   cfg: BevConfig, fit: str = DEFAULT_FIT
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Validated tensors of one frame, images fitted by ``fit``: images ``[N, 3, H, W]`` in [0, 1],
+    K, T, points."""
     check_sensor_arrays(images, intrinsics, T_ego_cam, points, cfg.num_cameras)
-    imgs, k = resize_images(np.asarray(images), np.asarray(intrinsics), cfg.image_height, cfg.image_width)
+    imgs, k = fit_images(np.asarray(images), np.asarray(intrinsics), cfg.image_height, cfg.image_width, fit)
     img_t = torch.from_numpy(np.ascontiguousarray(imgs)).permute(0, 3, 1, 2).float().div_(255.0)
     return (img_t, torch.as_tensor(k, dtype=torch.float32), torch.as_tensor(np.asarray(T_ego_cam), dtype=torch.float32),
             torch.as_tensor(np.asarray(points), dtype=torch.float32))

@@ -4,7 +4,9 @@
     pred = predictor.predict(images, intrinsics, T_ego_cam, points)
     pred.boxes, pred.scores, pred.labels, pred.map_probs, pred.grid, pred.latency_ms
 
-Images of another size than the model's are resized (``K`` adjusted, ``frames.resize_images``);
+Images of another size or aspect ratio than the model's (whose input size comes from the
+checkpoint) are fitted without distortion by the project's policy, ``fit="crop"`` (default) or
+``"letterbox"`` (``ocgs_ros.image_fit``, ``K`` moved, ``frames.fit_images``);
 points outside the detection grid are ignored. Wrong shapes, dtypes or NaNs raise ``ValueError``.
 """
 from __future__ import annotations
@@ -21,6 +23,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .checkpoint import load_checkpoint
 from .config import BevConfig, GridSpec
+from ..image_fit import DEFAULT_FIT, check_policy
 from .frames import crop_points, prepare_inputs
 from .model import BevFusionModel, BevInputs
 from .targets import decode_detections
@@ -69,20 +72,24 @@ def fold_batchnorm(module: nn.Module) -> nn.Module:
 class BevPredictor:
     """A BEV model in eval mode with the pre/post-processing of training.
 
-    ``fuse_bn`` (default) runs a copy of the model with BatchNorm folded into the convolutions.
+    ``fuse_bn`` (default) runs a copy of the model with BatchNorm folded into the convolutions;
+    ``fit`` is how camera images reach the model's input size ("crop" or "letterbox").
     """
 
-    def __init__(self, model: BevFusionModel, device: str | torch.device = "cpu", fuse_bn: bool = True) -> None:
+    def __init__(self, model: BevFusionModel, device: str | torch.device = "cpu", fuse_bn: bool = True,
+                 fit: str = DEFAULT_FIT) -> None:
+        self.fit = check_policy(fit)
         self.device = torch.device(device)
         model = model.to(self.device).eval()
         self.model = fold_batchnorm(copy.deepcopy(model)).eval() if fuse_bn else model
         self.config: BevConfig = model.cfg
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "BevPredictor":
+    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device = "cpu",
+                        fit: str = DEFAULT_FIT) -> "BevPredictor":
         """Load a BEV checkpoint (``weights_only=True``; ``CheckpointError`` if unusable)."""
         model, _, _ = load_checkpoint(path, map_location=device)
-        return cls(model, device)
+        return cls(model, device, fit=fit)
 
     @property
     def num_cameras(self) -> int:
@@ -98,7 +105,7 @@ class BevPredictor:
         pts = np.asarray(points)
         if pts.ndim == 2 and pts.shape[1] == 4 and np.issubdtype(pts.dtype, np.floating) and np.isfinite(pts).all():
             pts = crop_points(pts.astype(np.float32, copy=False), cfg)
-        img, k, t, p = prepare_inputs(images, intrinsics, T_ego_cam, pts, cfg)
+        img, k, t, p = prepare_inputs(images, intrinsics, T_ego_cam, pts, cfg, self.fit)
         inputs = BevInputs(img[None].to(self.device), k[None].to(self.device), t[None].to(self.device),
                            [p.to(self.device)])
         out = self.model(inputs)

@@ -26,6 +26,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..evaluation import Box3D, box_iou_3d
+
 DISTANCE_THRESHOLDS: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
 TP_DISTANCE_THRESHOLD = 2.0
 MIN_RECALL = 0.1
@@ -41,11 +43,10 @@ def yaw_difference(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
     return np.abs(d)
 
 
-def aligned_size_iou(size_a: np.ndarray, size_b: np.ndarray) -> np.ndarray:
-    """3D IoU of boxes with sizes ``[..., 3]`` (l, w, h) sharing centre and heading."""
-    inter = np.prod(np.minimum(size_a, size_b), axis=-1)
-    union = np.prod(size_a, axis=-1) + np.prod(size_b, axis=-1) - inter
-    return inter / union
+def aligned_size_iou(size_a: np.ndarray, size_b: np.ndarray) -> float:
+    """3D IoU of two boxes with sizes ``[3]`` (l, w, h) sharing centre and heading (nuScenes' ASE
+    is 1 - this), measured with the one box IoU of :mod:`ocgs_ros.evaluation`."""
+    return box_iou_3d(Box3D(np.zeros(3), size_a), Box3D(np.zeros(3), size_b))
 
 
 @dataclass

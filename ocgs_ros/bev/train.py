@@ -8,33 +8,29 @@
 Writes into ``--out``: ``checkpoint.pt`` (latest: model, optimiser, scheduler, step, RNG
 states), ``metrics.jsonl`` (one JSON object per ``--log-every`` steps: losses, task-gradient
 cosine, task gradient norms and weights, per-modality gradient norms before/after calibration,
-learning rate, seconds per step), ``curves.png`` and, with ``--val-data``, ``eval.json``.
-
-The data order is a function of (seed, epoch) (``DistributedSampler``, also with one process)
-and every RNG is restored on ``--resume``, so a resumed single-process run is identical to an
-uninterrupted one. ``--batch`` is per process; under DDP only rank 0 writes files, and every
-rank calibrates its own batch's gradients before DDP averages the parameter gradients.
+learning rate, seconds per step), ``curves.png``, ``config.json`` and, with ``--val-data``,
+``eval.json``. The loop itself (resume, seeding, logging, DDP) is :mod:`ocgs_ros.training`'s;
+under DDP every rank calibrates its own batch's gradients before DDP averages the parameter
+gradients.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import sys
-import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import torch
-import torch.distributed as dist
-from torch.utils.data import DistributedSampler
-from tqdm import tqdm
 
 from ..atomic_io import atomic_save_figure, atomic_write_json
-from ..training import (DistributedContext, capture_rng_state, parse_overrides, read_metrics, restore_rng_state,
-                        seed_everything, truncate_metrics)
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ..checkpoint_io import CheckpointError
+from ..settings import non_negative, positive
+from ..training import CHECKPOINT_NAME, RunConfig, RunSetupError, StartPoint, TrainingTask, TrainResult, run_training
+from ..training.cli import parse_config
+from ..training.distributed import DistributedContext, data_parallel
+from ..training.options import option, redefault, required, typed_overrides
+from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TASKS, BevConfig
 from .data import BevSampleDataset, sim_dataset
 from .evaluate import evaluate_model, finite_or_none, parse_tasks
@@ -43,36 +39,54 @@ from .gradcal import TASK_METHODS, GradientCalibrator
 from .losses import task_losses
 from .model import BevFusionModel
 
-CHECKPOINT_NAME = "checkpoint.pt"
-METRICS_NAME = "metrics.jsonl"
+PRESETS = ("tiny", "small", "default")
 PLOT_NAME = "curves.png"
 EVAL_NAME = "eval.json"
+# Run settings a resume must repeat: the schedule and the calibration are built from them.
+RESUME_MUST_MATCH = ("calibration", "modality_cal", "tasks", "seed", "batch", "steps", "lr")
 
 
-# ----- config -------------------------------------------------------------------------------
-def _typed(value: Any, default: Any) -> Any:
-    if isinstance(default, tuple):
-        items = value if isinstance(value, (list, tuple)) else [value]
-        kind = type(default[0]) if default else float
-        return tuple(kind(v) for v in items)
-    if isinstance(default, bool):
-        return value if isinstance(value, bool) else str(value).lower() == "true"
-    return type(default)(value)
+def _tasks_check(text: str) -> str | None:
+    try:
+        parse_tasks(text)
+    except ValueError:
+        return f"must be a comma list of det and/or map, got {text!r}"
+    return None
 
 
-def build_config(preset: str, overrides: dict[str, Any]) -> BevConfig:
-    """The preset with ``--set key=value`` overrides (typed like the preset's field)."""
-    base = BevConfig.preset(preset)
-    fields = base.to_dict()
-    unknown = sorted(set(overrides) - set(fields))
-    if unknown:
-        raise ValueError(f"--set: unknown BevConfig keys {unknown}")
-    grids = {k for k in overrides if k in ("det_grid", "map_grid")}
-    typed = {k: _typed(v, getattr(base, k)) for k, v in overrides.items() if k not in grids}
-    typed.update({k: [float(x) for x in overrides[k]] for k in grids})
-    return BevConfig.from_dict({**fields, **typed})
+@dataclass(frozen=True, kw_only=True)
+class BevTrainConfig(RunConfig):
+    """One BEV training run (the command line's options)."""
+
+    data: str = required("simulated driving dataset folder (docs/datasets.md)")
+    val_data: str | None = option(None, "held-out folder evaluated at the end (eval.json)")
+    preset: str = option("small", "model preset", choices=PRESETS)
+    overrides: tuple[str, ...] = option((), "override a BevConfig field (repeatable)", flag="--set",
+                                        metavar="KEY=VALUE")
+    lr: float = option(2e-3, "peak learning rate (AdamW; linear warm-up, cosine decay)", positive)
+    weight_decay: float = option(1e-2, "AdamW weight decay", non_negative)
+    clip_norm: float = option(35.0, "parameter-gradient clip (0 = off)", non_negative)
+    calibration: str = option("mgc", "task-level method", choices=TASK_METHODS)
+    modality_cal: bool | None = option(None, "modality-level calibration (default: on for mgc, off otherwise)")
+    tasks: str = option("det,map", "det, map or det,map", _tasks_check)
+    batch: int = redefault(RunConfig, "batch", 2)
+    threads: int = redefault(RunConfig, "threads", 1)
+    log_every: int = redefault(RunConfig, "log_every", 1)
+    checkpoint_every: int = redefault(RunConfig, "checkpoint_every", 100)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.model_config()  # a bad --set fails here, before anything runs
+
+    def model_config(self) -> BevConfig:
+        """The preset with the ``--set key=value`` overrides (typed like the preset's fields)."""
+        return BevConfig.preset(self.preset, **typed_overrides(BevConfig.preset(self.preset), self.overrides))
+
+    def task_names(self) -> tuple[str, ...]:
+        return parse_tasks(self.tasks)
 
 
+# ----- model pieces -------------------------------------------------------------------------
 def build_calibrator(method: str, modality_cal: bool | None, seed: int) -> GradientCalibrator:
     return GradientCalibrator(task_method=method, modality_calibration=modality_cal, seed=seed)
 
@@ -160,202 +174,124 @@ def plot_curves(rows: list[dict[str, Any]], path: Path, title: str = "") -> None
     atomic_save_figure(fig, path, dpi=70)
 
 
-# ----- training -----------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bev_train", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", required=True, help="simulated driving dataset folder (docs/datasets.md)")
-    parser.add_argument("--val-data", default=None, help="held-out folder evaluated at the end (eval.json)")
-    parser.add_argument("--out", required=True, help="run folder")
-    parser.add_argument("--preset", default="small", choices=["tiny", "small", "default"])
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a BevConfig field (repeatable)")
-    parser.add_argument("--steps", type=int, required=True, help="total optimisation steps (resume continues to it)")
-    parser.add_argument("--batch", type=int, default=2, help="frames per step and process")
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--weight-decay", type=float, default=1e-2)
-    parser.add_argument("--clip-norm", type=float, default=35.0, help="parameter-gradient clip (0 = off)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--calibration", default="mgc", choices=list(TASK_METHODS), help="task-level method")
-    parser.add_argument("--modality-cal", dest="modality_cal", action=argparse.BooleanOptionalAction, default=None,
-                        help="modality-level calibration (default: on for mgc, off otherwise)")
-    parser.add_argument("--tasks", default="det,map", help="det, map or det,map")
-    parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per process")
-    parser.add_argument("--log-every", type=int, default=1)
-    parser.add_argument("--checkpoint-every", type=int, default=100)
-    parser.add_argument("--max-scenes", type=int, default=None, help="use only the first N training scenes")
-    parser.add_argument("--stop-after", type=int, default=None, metavar="N",
-                        help="leave after N steps of this invocation (checkpoint written; continue with --resume)")
-    parser.add_argument("--no-progress", action="store_true")
-    return parser
+# ----- the run ------------------------------------------------------------------------------
+class BevTask(TrainingTask):
+    """The BEV model's part of a training run: model, AdamW + schedule, calibrator, evaluation."""
 
+    name = "bev_train"
+    command = "python -m ocgs_ros.bev.train"
+    plot_name = PLOT_NAME
 
-def _average_across_ranks(row: dict[str, Any], ctx: DistributedContext) -> dict[str, Any]:
-    if not ctx.distributed:
+    def __init__(self, config: BevTrainConfig, train_set: BevSampleDataset | None = None,
+                 val_set: BevSampleDataset | None = None):
+        self.config = config
+        self.cfg = config.model_config()
+        self.tasks = config.task_names()
+        self.train_set, self.val_set = train_set, val_set
+
+    def build(self, ctx: DistributedContext, resume_from: Path | None) -> StartPoint:
+        meta: dict[str, Any] | None = None
+        if resume_from is not None:
+            model, saved, meta = load_checkpoint(resume_from)
+            if saved != self.cfg:
+                differing = sorted(k for k, v in saved.to_dict().items() if self.cfg.to_dict()[k] != v)
+                raise CheckpointError(f"checkpoint {resume_from}: its config differs from the requested one in "
+                                      f"{differing}; resume with the same --preset/--set")
+            old, new = meta["extra"].get("run", {}), self.run_info()
+            for key in RESUME_MUST_MATCH:
+                if key in old and old[key] != new[key]:
+                    raise CheckpointError(f"checkpoint {resume_from}: was trained with {key}={old[key]!r}, "
+                                          f"this run asks for {new[key]!r}")
+            model.train()
+        else:
+            model = BevFusionModel(self.cfg)
+        self.model = model.to(ctx.device)
+        self.optimizer, self.scheduler = build_optimizer(self.model, self.config.lr, self.config.weight_decay,
+                                                         self.config.steps)
+        if meta is None:
+            return StartPoint()
+        if meta["optimizer"] is None:
+            raise CheckpointError(f"checkpoint {resume_from}: holds no optimiser state, cannot resume")
+        self.optimizer.load_state_dict(meta["optimizer"])
+        if meta["scheduler"] is not None:
+            self.scheduler.load_state_dict(meta["scheduler"])
+        return StartPoint(step=meta["step"], rng_states=meta["extra"].get("rng_states", []))
+
+    def prepare(self, ctx: DistributedContext, start: StartPoint) -> BevSampleDataset:
+        self.calibrator = build_calibrator(self.config.calibration, self.config.modality_cal,
+                                           self.config.seed + 7919 * start.step)
+        if self.train_set is None:
+            self.train_set = sim_dataset(self.config.data, self.cfg, self.config.max_scenes)
+        if self.val_set is None and self.config.val_data:
+            self.val_set = sim_dataset(self.config.val_data, self.cfg)
+        # Default buffer broadcast: every rank normalises with rank 0's BatchNorm statistics.
+        self.step_model = data_parallel(self.model, ctx)
+        return self.train_set
+
+    def run_info(self) -> dict[str, Any]:
+        c = self.config
+        return {"preset": c.preset, "data": str(c.data), "seed": c.seed, "batch": c.batch, "steps": c.steps,
+                "lr": c.lr, "calibration": c.calibration, "modality_cal": c.modality_cal, "tasks": list(self.tasks)}
+
+    def model_config(self) -> dict[str, Any]:
+        return self.cfg.to_dict()
+
+    def step(self, indices: Sequence[int], step: int, ctx: DistributedContext) -> dict[str, float]:
+        samples = [self.train_set[i] for i in indices]
+        row = train_step(self.step_model, self.model, self.calibrator, self.optimizer, samples, self.tasks,
+                         ctx.device, self.config.clip_norm)
+        row["lr"] = self.optimizer.param_groups[0]["lr"]
+        self.scheduler.step()
         return row
-    names = sorted(k for k, v in row.items() if isinstance(v, float))
-    tensor = torch.tensor([row[n] for n in names], dtype=torch.float64, device=ctx.device)
-    dist.all_reduce(tensor)
-    tensor /= ctx.world_size
-    return {**row, **dict(zip(names, tensor.tolist()))}
+
+    def postfix(self, row: dict[str, Any]) -> dict[str, str]:
+        return {"det": f"{row['loss_detection']:.3f}", "map": f"{row['loss_map']:.3f}",
+                "cos": f"{row['task_cosine']:+.2f}"}
+
+    def save(self, path: Path, step: int, run_info: dict[str, Any], rng_states: list[dict[str, Any]]) -> None:
+        save_checkpoint(path, self.model, self.optimizer, step, extra={"run": run_info, "rng_states": rng_states},
+                        scheduler=self.scheduler)
+
+    def save_weights(self, path: Path, step: int, run_info: dict[str, Any]) -> None:
+        save_checkpoint(path, self.model, step=step, extra={"run": run_info})
+
+    def plot(self, rows: list[dict[str, Any]], path: Path) -> None:
+        plot_curves(rows, path, title=Path(self.config.out).name)
+
+    def finish(self, ctx: DistributedContext, run_info: dict[str, Any]) -> dict[str, Any] | None:
+        if self.val_set is None or not ctx.is_main:
+            return None
+        out = Path(self.config.out)
+        evaluation = evaluate_model(self.model, self.val_set, tasks=self.tasks, device=ctx.device)
+        evaluation.update({"checkpoint": str(out / CHECKPOINT_NAME), "step": self.config.steps, "run": run_info})
+        atomic_write_json(out / EVAL_NAME, finite_or_none(evaluation))
+        return evaluation
 
 
-def _gather_rng_states(ctx: DistributedContext) -> list[dict[str, Any]]:
-    state = capture_rng_state()
-    if not ctx.distributed:
-        return [state]
-    gathered: list[Any] = [None] * ctx.world_size
-    dist.all_gather_object(gathered, state)
-    return gathered
-
-
-def _wrap(model: BevFusionModel, ctx: DistributedContext) -> Any:
-    if not ctx.distributed:
-        return model
-    # Default buffer broadcast: every rank normalises with rank 0's BatchNorm statistics.
-    return torch.nn.parallel.DistributedDataParallel(
-        model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
-
-
-def train(args: argparse.Namespace, ctx: DistributedContext, argv: list[str],
-          train_set: BevSampleDataset | None = None, val_set: BevSampleDataset | None = None) -> dict[str, Any]:
-    """Run (or resume) training; returns ``{"checkpoint", "metrics", "eval", "seconds_per_step"}``.
+def train(config: BevTrainConfig, train_set: BevSampleDataset | None = None, val_set: BevSampleDataset | None = None,
+          argv: Sequence[str] | None = None) -> TrainResult:
+    """Run (or resume) a BEV training run in this process (one rank under torchrun).
 
     ``train_set`` / ``val_set`` may be passed in (the ablation prepares them once for all runs);
-    otherwise they are read from ``args.data`` / ``args.val_data``.
+    otherwise they are read from ``config.data`` / ``config.val_data``.
     """
-    if args.steps < 1 or args.batch < 1:
-        raise ValueError("--steps and --batch must be >= 1")
-    tasks = parse_tasks(args.tasks)
-    out = Path(args.out)
-    checkpoint_path, metrics_path = out / CHECKPOINT_NAME, out / METRICS_NAME
-    seed_everything(args.seed)  # identical initial weights on every rank
-    config = build_config(args.preset, parse_overrides(args.overrides))
-    run_info = {"preset": args.preset, "data": str(args.data), "seed": args.seed, "batch": args.batch,
-                "steps": args.steps, "lr": args.lr, "calibration": args.calibration,
-                "modality_cal": args.modality_cal, "tasks": list(tasks), "world_size": ctx.world_size,
-                "command": " ".join(argv)}
-    resume_meta = None
-    start_step = 0
-    if args.resume and checkpoint_path.exists():
-        model, saved, resume_meta = load_checkpoint(checkpoint_path)
-        if saved != config:
-            differing = sorted(k for k, v in saved.to_dict().items() if config.to_dict()[k] != v)
-            raise CheckpointError(f"checkpoint {checkpoint_path}: its config differs from the requested one in "
-                                  f"{differing}; resume with the same --preset/--set")
-        old = resume_meta["extra"].get("run", {})
-        for key in ("calibration", "modality_cal", "tasks", "seed", "batch", "steps", "lr"):
-            if key in old and old[key] != run_info[key]:
-                raise CheckpointError(f"checkpoint {checkpoint_path}: was trained with {key}={old[key]!r}, "
-                                      f"this run asks for {run_info[key]!r}")
-        start_step = resume_meta["step"]
-        model.train()
-    elif args.resume:
-        raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint_path}")
-    else:
-        if checkpoint_path.exists():
-            raise FileExistsError(f"{checkpoint_path} exists: pass --resume or choose another --out")
-        model = BevFusionModel(config)
-    model.to(ctx.device)
-    optimizer, scheduler = build_optimizer(model, args.lr, args.weight_decay, args.steps)
-    if resume_meta is not None:
-        if resume_meta["optimizer"] is None:
-            raise CheckpointError(f"checkpoint {checkpoint_path}: holds no optimiser state, cannot resume")
-        optimizer.load_state_dict(resume_meta["optimizer"])
-        if resume_meta["scheduler"] is not None:
-            scheduler.load_state_dict(resume_meta["scheduler"])
-        rng_states = resume_meta["extra"].get("rng_states", [])
-        if len(rng_states) == ctx.world_size:
-            restore_rng_state(rng_states[ctx.rank])
-        else:
-            seed_everything(args.seed + 1000003 * start_step + ctx.rank)
-    else:
-        seed_everything(args.seed + ctx.rank)
-    calibrator = build_calibrator(args.calibration, args.modality_cal, args.seed + 7919 * start_step)
-
-    if train_set is None:
-        train_set = sim_dataset(args.data, config, args.max_scenes)
-    if val_set is None and args.val_data:
-        val_set = sim_dataset(args.val_data, config)
-    sampler = DistributedSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
-                                 seed=args.seed, drop_last=True)
-    batches_per_epoch = len(sampler) // args.batch
-    if batches_per_epoch == 0:
-        raise ValueError(f"{len(sampler)} training frames per process is fewer than --batch {args.batch}")
-    step_model = _wrap(model, ctx)
-
-    if ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        if resume_meta is not None:
-            truncate_metrics(metrics_path, start_step)
-        elif metrics_path.exists():
-            metrics_path.unlink()
-        atomic_write_json(out / "config.json", {"config": config.to_dict(), "run": run_info})
-    progress = tqdm(total=args.steps, initial=start_step, desc=f"bev_train {out.name}",
-                    disable=not ctx.is_main or args.no_progress, dynamic_ncols=True)
-    step = start_step
-    stop_at = args.steps if args.stop_after is None else min(args.steps, start_step + args.stop_after)
-    step_times: list[float] = []
-    window: list[dict[str, Any]] = []
-    while step < stop_at:
-        epoch, position = divmod(step, batches_per_epoch)
-        sampler.set_epoch(epoch)
-        order = list(sampler)
-        for batch_index in range(position, batches_per_epoch):
-            if step >= stop_at:
-                break
-            samples = [train_set[i] for i in order[batch_index * args.batch:(batch_index + 1) * args.batch]]
-            t0 = time.perf_counter()
-            row = train_step(step_model, model, calibrator, optimizer, samples, tasks, ctx.device, args.clip_norm)
-            step_times.append(time.perf_counter() - t0)
-            row["lr"] = optimizer.param_groups[0]["lr"]
-            scheduler.step()
-            step += 1
-            progress.update(1)
-            window.append(row)
-            if step % args.log_every == 0 or step == args.steps:
-                mean = {k: float(np.nanmean([w[k] for w in window])) for k in window[0]}
-                mean = _average_across_ranks(mean, ctx)
-                if ctx.is_main:
-                    record = {"step": step, "epoch": epoch, **mean, "seconds_per_step": step_times[-1]}
-                    with metrics_path.open("a") as f:
-                        f.write(json.dumps(finite_or_none(record)) + "\n")
-                    progress.set_postfix(det=f"{mean['loss_detection']:.3f}", map=f"{mean['loss_map']:.3f}",
-                                         cos=f"{mean['task_cosine']:+.2f}")
-                window = []
-            if step % args.checkpoint_every == 0 or step == stop_at:
-                rng_states = _gather_rng_states(ctx)
-                if ctx.is_main:
-                    save_checkpoint(checkpoint_path, model, optimizer, step,
-                                    extra={"run": run_info, "rng_states": rng_states}, scheduler=scheduler)
-                    plot_curves([r for r in read_metrics(metrics_path)], out / PLOT_NAME, title=out.name)
-    progress.close()
-    result: dict[str, Any] = {"checkpoint": str(checkpoint_path), "metrics": str(metrics_path),
-                              "seconds_per_step": float(np.median(step_times)) if step_times else None, "eval": None}
-    if val_set is not None and ctx.is_main and step == args.steps:
-        evaluation = evaluate_model(model, val_set, tasks=tasks, device=ctx.device)
-        evaluation.update({"checkpoint": str(checkpoint_path), "step": step, "run": run_info})
-        atomic_write_json(out / EVAL_NAME, finite_or_none(evaluation))
-        result["eval"] = evaluation
-    return result
+    return run_training(config, BevTask(config, train_set, val_set), argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point (``python -m ocgs_ros.bev.train``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
-    torch.set_num_threads(max(1, args.threads))
-    ctx = DistributedContext(args.device)
+    config = parse_config(BevTrainConfig, argv, prog="bev_train", description=__doc__.split("\n\n")[0])
     try:
-        result = train(args, ctx, ["python -m ocgs_ros.bev.train", *argv])
-        if ctx.is_main:
-            ev = result["eval"]
-            tail = f"  val mAP {ev['mAP']}  mIoU {ev['mIoU']}" if ev else ""
-            print(f"bev_train: checkpoint {result['checkpoint']}  {result['seconds_per_step']:.3f} s/step{tail}")
-        ctx.finish()
-    finally:
-        ctx.close()
+        result = train(config, argv=argv)
+    except (RunSetupError, CheckpointError) as exc:
+        print(f"bev_train: error: {exc}", file=sys.stderr)
+        return 2
+    if result.on_main_rank:
+        ev = result.evaluation
+        tail = f"  val mAP {ev['mAP']}  mIoU {ev['mIoU']}" if ev else ""
+        speed = f"  {result.seconds_per_step:.3f} s/step" if result.seconds_per_step is not None else ""
+        print(f"bev_train: checkpoint {result.checkpoint}{speed}{tail}")
     return 0
 
 

@@ -7,8 +7,9 @@
   view and over all views; cross-view consistency = fraction of visible views whose majority equals
   the object's overall majority; cross-scene = fraction of object kinds seen in >= 2 scenes whose
   overall majority entries agree.
-* :func:`gt_box_aabb` / :func:`box_recall` — axis-aligned 3D IoU of ground-truth boxes (the AABB of
-  the simulator's oriented box) against instance AABBs, Hungarian-matched.
+* :func:`gt_box_aabb` / :func:`box_recall` — kept for ``gaussians/evaluate.py`` until it moves to
+  ``ocgs_ros.mapping``: thin users of :mod:`ocgs_ros.evaluation` (the one box IoU and matching);
+  new code calls :func:`ocgs_ros.evaluation.match_boxes` directly.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from collections import Counter, defaultdict
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from ocgs_ros.gaussians.objects import aabb_iou
+from ocgs_ros.evaluation import Box3D, match_boxes
 
 
 def psnr(image: np.ndarray, target: np.ndarray) -> float:
@@ -145,27 +146,14 @@ class IdentityVotes:
 
 
 def gt_box_aabb(center, size, yaw: float) -> tuple[np.ndarray, np.ndarray]:
-    """AABB of an oriented box (centre, extents l w h, yaw about +z)."""
-    c, s = np.cos(yaw), np.sin(yaw)
-    half = np.asarray(size, np.float64) / 2
-    ext_xy = np.abs(np.array([[c, -s], [s, c]])) @ half[:2]
-    ext = np.array([ext_xy[0], ext_xy[1], half[2]])
-    center = np.asarray(center, np.float64)
-    return center - ext, center + ext
+    """AABB ``(min, max)`` of an oriented box (centre, extents l w h, yaw about +z)."""
+    corners = Box3D.from_yaw(center, size, yaw).corners()
+    return corners.min(axis=0), corners.max(axis=0)
 
 
 def box_recall(gt_boxes: list[tuple[np.ndarray, np.ndarray]], pred_boxes: list[tuple[np.ndarray, np.ndarray]],
                threshold: float = 0.5) -> tuple[int, list[float]]:
-    """``(number of GT boxes matched with IoU >= threshold, matched IoU per GT box)``; one-to-one
-    Hungarian matching on axis-aligned 3D IoU."""
-    if not gt_boxes:
-        return 0, []
-    ious = np.zeros((len(gt_boxes), max(len(pred_boxes), 1)))
-    for i, (gmin, gmax) in enumerate(gt_boxes):
-        for j, (pmin, pmax) in enumerate(pred_boxes):
-            ious[i, j] = aabb_iou(gmin, gmax, pmin, pmax)
-    matched = np.zeros(len(gt_boxes))
-    if pred_boxes:
-        rows, cols = linear_sum_assignment(-ious)
-        matched[rows] = ious[rows, cols]
-    return int((matched >= threshold).sum()), matched.tolist()
+    """``(number of GT boxes matched with IoU >= threshold, IoU of each GT box with its Hungarian
+    partner, 0 if none)`` for ``(min, max)`` axis-aligned boxes."""
+    match = match_boxes([Box3D.from_aabb(*b) for b in gt_boxes], [Box3D.from_aabb(*b) for b in pred_boxes], threshold)
+    return match.matched, match.assigned_iou_per_gt().tolist()

@@ -17,9 +17,11 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
-from gsplat.strategy.ops import _update_param_with_optimizer
 from scipy.spatial import cKDTree
 from torch import nn
+
+from ocgs_ros.gaussians.param_rows import replace_rows
+from ocgs_ros.settings import positive, setting
 
 SH_C0 = 0.28209479177387814
 PARAMETER_NAMES = ("means", "quats", "scales", "opacities", "sh0", "shN", "identity")
@@ -30,7 +32,7 @@ class GaussianMapConfig:
     sh_degree: int = 0
     identity_dim: int = 16
     num_codebook_entries: int = 32  # M; logits have M + 1 channels, channel 0 = background
-    max_gaussians: int = 300_000
+    max_gaussians: int = setting(60_000, "Hard cap on the map size.", positive)
     init_opacity: float = 0.1
     min_init_scale: float = 0.002
     max_init_scale: float = 0.2
@@ -204,7 +206,7 @@ class GaussianMap(nn.Module):
 
     def _update(self, param_fn, optimizer_fn) -> None:
         if self.optimizers:
-            _update_param_with_optimizer(param_fn, optimizer_fn, self.params, self.optimizers)
+            replace_rows(self.params, self.optimizers, param_fn, optimizer_fn)
         else:
             for name in list(self.params.keys()):
                 self.params[name] = param_fn(name, self.params[name])

@@ -24,18 +24,20 @@ from ocgs_ros.gaussians.losses import (depth_loss, identity_loss, identity_loss_
                                       photometric_loss)
 from ocgs_ros.gaussians.map import GaussianMap, GaussianMapConfig
 from ocgs_ros.gaussians.raster import gsplat_intrinsics, rasterize
+from ocgs_ros.settings import positive, setting
 
 
 @dataclass(frozen=True)
 class MapperConfig:
-    iterations_per_frame: int = 20
-    window: int = 4
+    iterations_per_frame: int = setting(8, "Map optimisation iterations per integrated frame.", positive)
+    window: int = setting(4, "Recent keyframes optimised together.", positive)
     old_samples: int = 2
     min_translation_m: float = 0.05
     min_rotation_deg: float = 5.0
     # memory bound on the keyframe list (a 320x240 keyframe with 33 identity channels is ~10 MB);
     # beyond it the most redundant older keyframe is dropped (keyframes.most_redundant_keyframe)
-    max_keyframes: int = 48
+    max_keyframes: int = setting(48, "Keyframes kept at most (memory bound; the most redundant older one is "
+                                     "dropped beyond it). Must exceed mapper.window.", positive)
     ssim_weight: float = 0.2
     depth_weight: float = 0.1
     identity_weight: float = 0.3
@@ -51,7 +53,7 @@ class MapperConfig:
     # One-sided: a point *behind* the render means floaters in front, which growth cannot fix.
     grow_depth_tolerance: float = 0.02
     grow_depth_tolerance_rel: float = 0.05
-    grow_max_points: int = 4000
+    grow_max_points: int = setting(2000, "New Gaussians per frame at most.", positive)
     prune_opacity: float = 0.005
     # gsplat-style densify/prune (see densify.DensifyConfig), in optimisation iterations
     densify: bool = True

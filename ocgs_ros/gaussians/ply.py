@@ -5,7 +5,9 @@ Vertex properties, in the order the original 3DGS code writes them (and viewers 
 values (opacity logit, log-scales, quaternion wxyz), ``f_rest`` channel-major (all R coefficients,
 then G, then B). Our additions come after and are ignored by viewers: ``identity_0..F-1`` and
 ``codebook_entry`` (``map.entries_from_logits``, -1 = background). The identity head and map config, which a
-PLY vertex list cannot hold, go to a sidecar ``<name>.identity.json`` next to it.
+PLY vertex list cannot hold, go to a sidecar ``<name>.identity.json`` next to it. The bytes-level
+pieces (:func:`ply_bytes`, :func:`parse_ply`, :func:`identity_sidecar`, :func:`map_from_vertices`)
+let ``persistence`` hash exactly the bytes it writes and parses.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ocgs_ros.atomic_io import atomic_path, atomic_write_json
+from ocgs_ros.atomic_io import atomic_write_bytes, atomic_write_json
 from ocgs_ros.gaussians.map import GaussianMap, GaussianMapConfig, entries_from_logits
 
 _PLY_TYPES = {"float": "f4", "float32": "f4", "double": "f8", "float64": "f8", "int": "i4", "int32": "i4",
@@ -23,6 +25,9 @@ _PLY_TYPES = {"float": "f4", "float32": "f4", "double": "f8", "float64": "f8", "
               "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1"}
 _NUMPY_TO_PLY = {"f4": "float", "f8": "double", "i4": "int", "u4": "uint", "i2": "short", "u2": "ushort",
                  "i1": "char", "u1": "uchar"}
+
+_REQUIRED_FIELDS = ("x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
+                    "rot_0", "rot_1", "rot_2", "rot_3")
 
 
 def sidecar_path(ply_path) -> Path:
@@ -50,20 +55,27 @@ def map_to_vertices(gmap: GaussianMap) -> np.ndarray:
     return v
 
 
-def write_ply(path, vertices: np.ndarray) -> None:
+def ply_bytes(vertices: np.ndarray) -> bytes:
+    """A binary little-endian PLY (header + vertex list) of a structured array."""
     header = ["ply", "format binary_little_endian 1.0", f"element vertex {len(vertices)}"]
     for name in vertices.dtype.names:
         header.append(f"property {_NUMPY_TO_PLY[vertices.dtype[name].str[1:]]} {name}")
     header.append("end_header")
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(("\n".join(header) + "\n").encode("ascii"))
-            f.write(vertices.astype(vertices.dtype.newbyteorder("<"), copy=False).tobytes())
+    body = vertices.astype(vertices.dtype.newbyteorder("<"), copy=False).tobytes()
+    return ("\n".join(header) + "\n").encode("ascii") + body
+
+
+def write_ply(path, vertices: np.ndarray) -> None:
+    atomic_write_bytes(path, ply_bytes(vertices))
 
 
 def read_ply(path) -> np.ndarray:
     """Vertices of a binary little-endian PLY as a structured array (ValueError naming any problem)."""
-    data = Path(path).read_bytes()
+    return parse_ply(Path(path).read_bytes(), path)
+
+
+def parse_ply(data: bytes, path="PLY") -> np.ndarray:
+    """:func:`read_ply` on bytes already read; ``path`` only names the source in errors."""
     end = data.find(b"end_header\n")
     if not data.startswith(b"ply\n") or end < 0:
         raise ValueError(f"{path}: not a PLY file (no 'ply' magic or no end_header)")
@@ -90,11 +102,18 @@ def read_ply(path) -> np.ndarray:
     return np.frombuffer(body, dtype=dtype, count=count)
 
 
-def save_ply(path, gmap: GaussianMap) -> Path:
-    """Write ``path`` (3DGS PLY) and its identity sidecar, each atomically (sidecar first)."""
-    path = Path(path)
+def identity_sidecar(gmap: GaussianMap) -> dict:
+    """What a PLY vertex list cannot hold: the map config and the identity head's weights."""
     head = {k: v.detach().cpu().tolist() for k, v in gmap.identity_head.state_dict().items()}
-    atomic_write_json(sidecar_path(path), {"config": gmap.to_dict()["config"], "identity_head": head})
+    return {"config": gmap.to_dict()["config"], "identity_head": head}
+
+
+def save_ply(path, gmap: GaussianMap) -> Path:
+    """Write ``path`` (3DGS PLY) and its identity sidecar, each atomically (sidecar first).
+
+    Two renames, so not atomic as a pair: a whole map goes through ``persistence.save_map``."""
+    path = Path(path)
+    atomic_write_json(sidecar_path(path), identity_sidecar(gmap))
     write_ply(path, map_to_vertices(gmap))
     return path
 
@@ -105,9 +124,18 @@ def load_ply(path) -> GaussianMap:
     side = sidecar_path(path)
     if not side.is_file():
         raise ValueError(f"{path}: identity sidecar {side.name} is missing")
-    meta = json.loads(side.read_text())
+    return map_from_vertices(vertices, json.loads(side.read_text()), path)
+
+
+def map_from_vertices(vertices: np.ndarray, meta: dict, path="PLY") -> GaussianMap:
+    """The map from PLY vertices and their identity sidecar (:func:`identity_sidecar`); ValueError if they disagree."""
+    if not isinstance(meta, dict) or not {"config", "identity_head"} <= meta.keys():
+        raise ValueError(f"{path}: the identity sidecar needs 'config' and 'identity_head'")
     config = GaussianMapConfig.from_dict(meta["config"])
     names = vertices.dtype.names
+    missing = [n for n in _REQUIRED_FIELDS if n not in names]
+    if missing:
+        raise ValueError(f"{path}: not a 3DGS PLY: no vertex field(s) {', '.join(missing)}")
     k_rest = sum(1 for n in names if n.startswith("f_rest_")) // 3
     id_dim = sum(1 for n in names if n.startswith("identity_"))
     if k_rest != config.num_sh_rest or id_dim != config.identity_dim:

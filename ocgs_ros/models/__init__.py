@@ -12,11 +12,14 @@ MODELS_DIR = Path(__file__).resolve().parent
 GOCL_TABLETOP = MODELS_DIR / "gocl_tabletop.pt"
 #: Camera+LiDAR BEV multi-task model trained with both levels of gradient calibration (issue 5).
 BEV_DRIVING = MODELS_DIR / "bev_driving.pt"
+#: The same model for the six-camera surround rig (``BevConfig.surround``; issue 14), once trained.
+BEV_SURROUND = MODELS_DIR / "bev_surround.pt"
 
 
 def shipped_checkpoint(name: str) -> Path:
-    """Path of a shipped checkpoint by short name (``gocl`` or ``bev``); raises if it is missing."""
-    paths = {"gocl": GOCL_TABLETOP, "bev": BEV_DRIVING}
+    """Path of a shipped checkpoint by short name (``gocl``, ``bev`` or ``bev_surround``); raises if
+    it is missing."""
+    paths = {"gocl": GOCL_TABLETOP, "bev": BEV_DRIVING, "bev_surround": BEV_SURROUND}
     if name not in paths:
         raise ValueError(f"unknown shipped checkpoint {name!r}; choose from {sorted(paths)}")
     path = paths[name]

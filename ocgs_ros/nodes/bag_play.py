@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from rclpy.qos import ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 
@@ -17,41 +17,51 @@ from ocgs_ros.ros import qos
 from ocgs_ros.ros.bags import BagError, BagReader, message_class
 from ocgs_ros.ros.conversions import ns_to_stamp
 from ocgs_ros.ros.node_main import run_node
-from ocgs_ros.ros.params import Param, declare_and_read, non_negative, positive
+from ocgs_ros.ros.params import declare_config
+from ocgs_ros.settings import non_negative, positive, setting
 
-PARAMS = {
-    "bag": Param("", "Path of the bag folder to replay (mcap or sqlite3).",
-                 lambda v: None if v else "must name a bag folder"),
-    "rate": Param(1.0, "Playback speed factor (2.0 = twice as fast).", positive),
-    "loop": Param(False, "Start again from the beginning when the bag ends."),
-    "topics": Param([], "Topics to replay; empty = every topic in the bag.", type=Parameter.Type.STRING_ARRAY),
-    "force_reliable": Param(False, "Offer every topic reliable, whatever it was recorded with (for consumers "
-                            "that must not lose a message, e.g. offline evaluation)."),
-    "publish_clock": Param(False, "Publish /clock from the bag's timestamps (for use_sim_time consumers)."),
-    "wait_for_subscribers_s": Param(0.0, "Before playing, wait up to this long until every replayed topic "
-                                    "has min_subscribers subscribers (0 = start at once).", non_negative),
-    "min_subscribers": Param(1, "Subscribers per topic to wait for (see wait_for_subscribers_s).", positive),
-    "start_delay_s": Param(0.0, "Wait this long after start-up before playing.", non_negative),
-    "shutdown_when_done": Param(True, "Shut the process down when playback ends (ignored with loop)."),
-}
+
+def _names_a_bag(value: str) -> str | None:
+    return None if value else "must name a bag folder"
+
+
+@dataclass(frozen=True)
+class BagPlaySettings:
+    """bag_play's ROS parameters (config/ocgs.yaml, section ``/**/bag_play``)."""
+
+    bag: str = setting("", "Path of the bag folder to replay (mcap or sqlite3).", _names_a_bag)
+    rate: float = setting(1.0, "Playback speed factor (2.0 = twice as fast).", positive)
+    loop: bool = setting(False, "Start again from the beginning when the bag ends.")
+    topics: tuple[str, ...] = setting((), "Topics to replay; empty = every topic in the bag.")
+    force_reliable: bool = setting(False, "Offer every topic reliable, whatever it was recorded with (for "
+                                          "consumers that must not lose a message, e.g. offline evaluation).")
+    publish_clock: bool = setting(False, "Publish /clock from the bag's timestamps (for use_sim_time consumers).")
+    wait_for_subscribers_s: float = setting(0.0, "Before playing, wait up to this long until every replayed topic "
+                                                 "has min_subscribers subscribers (0 = start at once).", non_negative)
+    min_subscribers: int = setting(1, "Subscribers per topic to wait for (see wait_for_subscribers_s).", positive)
+    start_delay_s: float = setting(0.0, "Wait this long after start-up before playing.", non_negative)
+    shutdown_when_done: bool = setting(True, "Shut the process down when playback ends (ignored with loop).")
 
 
 class BagPlayer(Node):
+    #: the settings dataclasses it declares (parameter-file checks read them)
+    CONFIG_CLASSES = (BagPlaySettings,)
+
     def __init__(self, **node_kwargs):
         super().__init__("bag_play", **node_kwargs)
         # Set before anything can raise: destroy_node runs even when construction fails.
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._reader: BagReader | None = None
-        self.params = declare_and_read(self, PARAMS)
+        self.settings = s = declare_config(self, BagPlaySettings)
         try:
-            self._reader = BagReader(self.params["bag"])
+            self._reader = BagReader(s.bag)
         except BagError as exc:
             raise ValueError(str(exc)) from exc
-        wanted = self.params["topics"] or None
+        wanted = s.topics or None
         self._topics = {t: m for t, m in self._reader.topics.items() if wanted is None or t in wanted}
         if not self._topics:
-            raise ValueError(f"bag {self.params['bag']} has none of the requested topics {wanted}")
+            raise ValueError(f"bag {s.bag} has none of the requested topics {list(wanted or ())}")
         self._topic_publishers = {}
         for topic, msgtype in self._topics.items():
             try:
@@ -60,22 +70,22 @@ class BagPlayer(Node):
                 self.get_logger().error(f"not replaying {topic}: {exc}")
                 continue
             profile = self._reader.offered_qos(topic)
-            if self.params["force_reliable"]:
+            if s.force_reliable:
                 profile.reliability = ReliabilityPolicy.RELIABLE
             self._topic_publishers[topic] = self.create_publisher(cls, topic, profile)
-        self._clock_pub = self.create_publisher(Clock, "/clock", qos.CLOCK) if self.params["publish_clock"] else None
+        self._clock_pub = self.create_publisher(Clock, "/clock", qos.CLOCK) if s.publish_clock else None
         self.published = 0
         self.done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bag_play", daemon=True)
         self.get_logger().info(
             f"replaying {self._reader.message_count} messages on {len(self._topic_publishers)} topics "
-            f"from {self.params['bag']} at x{self.params['rate']}"
+            f"from {s.bag} at x{s.rate}"
         )
         self._thread.start()
 
     def _wait_for_subscribers(self) -> None:
-        deadline = time.monotonic() + self.params["wait_for_subscribers_s"]
-        wanted = self.params["min_subscribers"]
+        deadline = time.monotonic() + self.settings.wait_for_subscribers_s
+        wanted = self.settings.min_subscribers
         while not self._stop.is_set() and time.monotonic() < deadline:
             if all(p.get_subscription_count() >= wanted for p in self._topic_publishers.values()):
                 return
@@ -93,11 +103,11 @@ class BagPlayer(Node):
             self.done.set()
 
     def _play(self) -> None:
-        if self._stop.wait(self.params["start_delay_s"]):
+        if self._stop.wait(self.settings.start_delay_s):
             return
-        if self.params["wait_for_subscribers_s"] > 0:
+        if self.settings.wait_for_subscribers_s > 0:
             self._wait_for_subscribers()
-        rate = self.params["rate"]
+        rate = self.settings.rate
         while not self._stop.is_set():
             first_stamp = None
             wall_start = time.monotonic()
@@ -111,7 +121,7 @@ class BagPlayer(Node):
                     self._clock_pub.publish(Clock(clock=ns_to_stamp(message.stamp_ns)))
                 self._topic_publishers[message.topic].publish(message.data)
                 self.published += 1
-            if not self.params["loop"]:
+            if not self.settings.loop:
                 break
         self.get_logger().info(f"playback finished: {self.published} messages published")
 
@@ -126,7 +136,7 @@ class BagPlayer(Node):
 
 def main(args=None) -> None:
     run_node(BagPlayer, "bag_play", args,
-             finished=lambda node: node.done.is_set() and node.params["shutdown_when_done"], linger_s=0.5)
+             finished=lambda node: node.done.is_set() and node.settings.shutdown_when_done, linger_s=0.5)
 
 
 if __name__ == "__main__":

@@ -7,34 +7,42 @@ the bag appears under its final name only once it is closed.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from ocgs_ros.ros.bags import BagError, BagWriter, message_class
 from ocgs_ros.ros.node_main import run_node
-from ocgs_ros.ros.params import Param, declare_and_read, non_negative, one_of, positive
+from ocgs_ros.ros.params import declare_config
+from ocgs_ros.settings import non_negative, one_of, positive, setting
 
-DEFAULT_TOPICS = [
+DEFAULT_TOPICS = (
     "/camera/image_raw",
     "/camera/camera_info",
     "/lidar/points",
     "/tf",
     "/tf_static",
-]
+)
 
-PARAMS = {
-    "output": Param("", "Bag folder to write; empty = runs/bag_<timestamp>."),
-    "storage": Param("mcap", "Bag storage format.", one_of("mcap", "sqlite3")),
-    "topics": Param(DEFAULT_TOPICS, "Topics to record.", lambda v: None if v else "must list at least one topic",
-                    type=Parameter.Type.STRING_ARRAY),
-    "discovery_period_s": Param(0.5, "How often to look for publishers of topics not yet subscribed.", positive),
-    "max_duration_s": Param(0.0, "Stop after this long (0 = until shut down).", non_negative),
-    "max_messages": Param(0, "Stop after this many messages in total (0 = no limit).", non_negative),
-}
+
+def _lists_a_topic(value) -> str | None:
+    return None if value else "must list at least one topic"
+
+
+@dataclass(frozen=True)
+class BagRecordSettings:
+    """bag_record's ROS parameters (config/ocgs.yaml, section ``/**/bag_record``)."""
+
+    output: str = setting("", "Bag folder to write; empty = runs/bag_<timestamp>.")
+    storage: str = setting("mcap", "Bag storage format.", one_of("mcap", "sqlite3"))
+    topics: tuple[str, ...] = setting(DEFAULT_TOPICS, "Topics to record.", _lists_a_topic)
+    discovery_period_s: float = setting(0.5, "How often to look for publishers of topics not yet subscribed.",
+                                        positive)
+    max_duration_s: float = setting(0.0, "Stop after this long (0 = until shut down).", non_negative)
+    max_messages: int = setting(0, "Stop after this many messages in total (0 = no limit).", non_negative)
 
 
 def qos_matching_publishers(publisher_infos) -> QoSProfile:
@@ -50,16 +58,20 @@ def qos_matching_publishers(publisher_infos) -> QoSProfile:
 
 
 class BagRecorder(Node):
+    #: the settings dataclasses it declares (parameter-file checks read them)
+    CONFIG_CLASSES = (BagRecordSettings,)
+
     def __init__(self, **node_kwargs):
         super().__init__("bag_record", **node_kwargs)
         # Set before anything can raise: destroy_node (→ close) runs even when construction fails.
         self._writer: BagWriter | None = None
         self._closed = False
-        self.params = declare_and_read(self, PARAMS)
-        output = self.params["output"] or f"runs/bag_{datetime.now():%Y%m%d_%H%M%S}"
+        self.output: Path | None = None
+        self.settings = s = declare_config(self, BagRecordSettings)
+        output = s.output or f"runs/bag_{datetime.now():%Y%m%d_%H%M%S}"
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._writer = BagWriter(output, storage=self.params["storage"])
+            self._writer = BagWriter(output, storage=s.storage)
         except BagError as exc:
             raise ValueError(str(exc)) from exc
         self.output = Path(output)
@@ -67,17 +79,17 @@ class BagRecorder(Node):
         self._topic_subscriptions = {}
         self._started = time.monotonic()
         self.finished = False
-        self._timer = self.create_timer(self.params["discovery_period_s"], self._tick)
+        self._timer = self.create_timer(s.discovery_period_s, self._tick)
         self._tick()
-        self.get_logger().info(f"recording {self.params['topics']} to {self.output} ({self.params['storage']})")
+        self.get_logger().info(f"recording {list(s.topics)} to {self.output} ({s.storage})")
 
     def _tick(self) -> None:
-        duration = self.params["max_duration_s"]
+        duration = self.settings.max_duration_s
         if duration and time.monotonic() - self._started >= duration:
             self.finished = True
             return
         types = dict(self.get_topic_names_and_types())
-        for topic in self.params["topics"]:
+        for topic in self.settings.topics:
             if topic in self._topic_subscriptions or topic not in types:
                 continue
             msgtype = types[topic][0]
@@ -101,11 +113,11 @@ class BagRecorder(Node):
             return
         self._writer.write_serialized(topic, msgtype, self.get_clock().now().nanoseconds, data, offered_qos)
         self.counts[topic] = self.counts.get(topic, 0) + 1
-        limit = self.params["max_messages"]
+        limit = self.settings.max_messages
         if limit and self._writer.message_count >= limit:
             self.finished = True
 
-    def close(self) -> Path:
+    def close(self) -> Path | None:
         """Finalise the bag (idempotent); called from destroy_node so every shutdown path closes it."""
         if not self._closed and self._writer is not None:
             self._closed = True

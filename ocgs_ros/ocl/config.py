@@ -14,6 +14,9 @@ from typing import Any, Mapping
 # are free latent pose attributes the decoder may use.
 EXTRINSIC_POSITION_SCALE_DIMS = 4
 
+# Values of ``target`` / ``encoder_input``.
+FEATURE_SOURCES = ("pixels", "vit_features")
+
 
 @dataclass(frozen=True)
 class GoclConfig:
@@ -100,6 +103,16 @@ class GoclConfig:
     warmup_steps: int = 2000
     grad_clip: float = 1.0
 
+    # What the decoders reconstruct, and what the slot encoder reads: "pixels" (RGB, the default)
+    # or "vit_features" (patch features of the frozen self-supervised ViT in ``vit_weights``, a
+    # local DINO / DINOv2 state-dict file; see ocl/vit.py). Why: GOLD's recipe for real objects
+    # reconstructs DINO features, which group object parts where real texture and lighting make
+    # pixel reconstruction favour colour blobs. With a ViT target the decoders work on its patch
+    # grid (image size / patch size); the model's masks are upsampled to the image size.
+    target: str = "pixels"
+    encoder_input: str = "pixels"
+    vit_weights: str = ""
+
     def __post_init__(self) -> None:
         problems = []
         for name in ("image_height", "image_width", "num_object_slots", "num_iterations",
@@ -135,6 +148,16 @@ class GoclConfig:
                      "lr_encoder", "lr_decoder", "grad_clip"):
             if float(getattr(self, name)) < 0:
                 problems.append(f"{name} must be >= 0 (got {getattr(self, name)})")
+        for name in ("target", "encoder_input"):
+            if getattr(self, name) not in FEATURE_SOURCES:
+                problems.append(f"{name} must be one of {list(FEATURE_SOURCES)} (got {getattr(self, name)!r})")
+        if self.uses_vit and not self.vit_weights:
+            problems.append("target or encoder_input 'vit_features' needs vit_weights (a DINO/DINOv2 weight file)")
+        if self.target == "vit_features" and self.whitened_colour_loss:
+            problems.append("whitened_colour_loss applies to pixels only; turn it off with target 'vit_features'")
+        if self.encoder_input == "vit_features" and self.whitened_encoder_input:
+            problems.append("whitened_encoder_input applies to pixels only; turn it off with encoder_input "
+                            "'vit_features'")
         if not self.use_codebook and self.num_object_slots > self.codebook_size:
             problems.append(f"without the codebook each object slot stands for one entry: need "
                             f"num_object_slots <= codebook_size (got {self.num_object_slots} > "
@@ -147,6 +170,11 @@ class GoclConfig:
             raise ValueError("invalid GoclConfig: " + "; ".join(problems))
 
     # ----- derived sizes -------------------------------------------------------------------
+    @property
+    def uses_vit(self) -> bool:
+        """Whether the model needs the frozen ViT (as reconstruction target or encoder input)."""
+        return "vit_features" in (self.target, self.encoder_input)
+
     @property
     def num_slots(self) -> int:
         """Total slots K including the background slot (index 0)."""

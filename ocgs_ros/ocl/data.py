@@ -1,4 +1,5 @@
-"""GOCL training/evaluation data: simulated tabletop views held in memory as a torch ``Dataset``.
+"""GOCL training/evaluation data: simulated tabletop views, or the user's own unlabelled recordings
+(ocl/recordings.py, made by ``gocl_data --bag`` / ``--images``), held in memory as a torch ``Dataset``.
 
 The GOCL scenes are an easier variant of the simulator's default tabletop (see
 :func:`gocl_tabletop_config`): 2–5 objects, a closer camera with a narrower field of view, so that
@@ -23,6 +24,7 @@ from tqdm import tqdm
 
 from ..sim.dataset import TabletopDataset, write_tabletop_dataset
 from ..sim.types import CameraConfig, TabletopConfig
+from .recordings import RecordingDataset, is_recording_dataset
 
 TRAIN_SEED = 0
 HELDOUT_SEED = 1
@@ -70,21 +72,30 @@ def ensure_gocl_datasets(data_root: str | Path = "data", train_scenes: int = 200
     return train, heldout
 
 
+def _resize_rgb(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize ``[V, H, W, 3]`` views to ``size`` = (H, W) with the area filter."""
+    height, width = size
+    return np.stack([cv2.resize(v, (width, height), interpolation=cv2.INTER_AREA) for v in rgb])
+
+
 def _resize_views(rgb: np.ndarray, instance: np.ndarray, kind: np.ndarray, size: tuple[int, int]
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Resize ``[V, H, W, ...]`` views to ``size`` = (H, W): area filter for RGB, nearest for labels."""
     height, width = size
-    rgb = np.stack([cv2.resize(v, (width, height), interpolation=cv2.INTER_AREA) for v in rgb])
+    rgb = _resize_rgb(rgb, size)
     instance = np.stack([cv2.resize(v, (width, height), interpolation=cv2.INTER_NEAREST) for v in instance])
     kind = np.stack([cv2.resize(v, (width, height), interpolation=cv2.INTER_NEAREST) for v in kind])
     return rgb, instance, kind
 
 
 class GoclViewDataset(Dataset):
-    """Every view of a :class:`~ocgs_ros.sim.dataset.TabletopDataset`, in memory.
+    """Every view of a :class:`~ocgs_ros.sim.dataset.TabletopDataset` or of a recording dataset
+    (:class:`~ocgs_ros.ocl.recordings.RecordingDataset`), in memory.
 
     Items are dicts: ``image`` float32 ``[3, H, W]`` in [0, 1], ``instance`` int64 ``[H, W]``
     (0 = background), ``kind`` int64 ``[H, W]`` (-1 = background), ``scene`` and ``view`` (int).
+    A recording has no labels: ``has_labels`` is False, ``instance``/``kind`` are None and its
+    items carry no ``instance``/``kind`` keys (label metrics are skipped on it).
     ``size`` = (H, W) resizes views that differ (area filter for RGB, nearest for labels).
     ``hflip`` mirrors each item left-right with probability 1/2 (training augmentation; drawn
     from torch's global RNG, so a seeded run is reproducible).
@@ -92,7 +103,8 @@ class GoclViewDataset(Dataset):
 
     def __init__(self, root: str | Path, size: tuple[int, int] | None = None, hflip: bool = False,
                  max_scenes: int | None = None, progress: bool = False):
-        self.source = TabletopDataset(root)
+        self.has_labels = not is_recording_dataset(root)
+        self.source = TabletopDataset(root) if self.has_labels else RecordingDataset(root)
         if len(self.source) == 0:
             raise ValueError(f"{root}: dataset holds no complete scene")
         num_scenes = len(self.source) if max_scenes is None else min(int(max_scenes), len(self.source))
@@ -101,17 +113,22 @@ class GoclViewDataset(Dataset):
         rgb, instance, kind, scene_index, view_index = [], [], [], [], []
         for s in tqdm(range(num_scenes), desc=f"loading {Path(root).name}", disable=not progress):
             scene = self.source.scene(s)
-            views_rgb, views_instance, views_kind = scene["rgb"], scene["instance"], scene["kind"]
-            if size is not None and tuple(views_rgb.shape[1:3]) != tuple(size):
-                views_rgb, views_instance, views_kind = _resize_views(views_rgb, views_instance, views_kind, size)
+            views_rgb = scene["rgb"]
+            resize = size is not None and tuple(views_rgb.shape[1:3]) != tuple(size)
+            if self.has_labels:
+                views_instance, views_kind = scene["instance"], scene["kind"]
+                if resize:
+                    views_rgb, views_instance, views_kind = _resize_views(views_rgb, views_instance, views_kind, size)
+                instance.append(views_instance.astype(np.int32))
+                kind.append(views_kind.astype(np.int32))
+            elif resize:
+                views_rgb = _resize_rgb(views_rgb, size)
             rgb.append(views_rgb)
-            instance.append(views_instance.astype(np.int32))
-            kind.append(views_kind.astype(np.int32))
             scene_index += [s] * len(views_rgb)
             view_index += list(range(len(views_rgb)))
         self.rgb = torch.from_numpy(np.ascontiguousarray(np.concatenate(rgb)))  # uint8 [N, H, W, 3]
-        self.instance = torch.from_numpy(np.concatenate(instance))  # int32 [N, H, W]
-        self.kind = torch.from_numpy(np.concatenate(kind))
+        self.instance = torch.from_numpy(np.concatenate(instance)) if self.has_labels else None  # int32 [N, H, W]
+        self.kind = torch.from_numpy(np.concatenate(kind)) if self.has_labels else None
         self.scene_index = torch.tensor(scene_index, dtype=torch.int64)
         self.view_index = torch.tensor(view_index, dtype=torch.int64)
         self.hflip = bool(hflip)
@@ -126,18 +143,24 @@ class GoclViewDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
         image = self.rgb[index].permute(2, 0, 1).float().div_(255.0)
-        instance = self.instance[index].long()
-        kind = self.kind[index].long()
-        if self.hflip and bool(torch.rand(()) < 0.5):
-            image, instance, kind = image.flip(-1), instance.flip(-1), kind.flip(-1)
-        return {"image": image, "instance": instance, "kind": kind,
-                "scene": int(self.scene_index[index]), "view": int(self.view_index[index])}
+        flip = self.hflip and bool(torch.rand(()) < 0.5)
+        item: dict[str, torch.Tensor | int] = {"image": image.flip(-1) if flip else image,
+                                               "scene": int(self.scene_index[index]),
+                                               "view": int(self.view_index[index])}
+        if self.has_labels:
+            instance, kind = self.instance[index].long(), self.kind[index].long()
+            item.update(instance=instance.flip(-1) if flip else instance, kind=kind.flip(-1) if flip else kind)
+        return item
 
 
 def dataset_description(root: str | Path) -> dict:
-    """Seed, scene count and image size recorded in a dataset's ``meta.json`` (for result files)."""
+    """Seed, scene count, image size (and, for recordings, kind and view count) recorded in a
+    dataset's ``meta.json`` (for result files)."""
     meta = json.loads((Path(root) / "meta.json").read_text())
-    return {key: meta.get(key) for key in ("seed", "num_scenes", "views_per_scene", "width", "height")}
+    keys = ("seed", "num_scenes", "views_per_scene", "width", "height")
+    if meta.get("kind") == "recording":  # no seed, no views per scene: a storage chunk is no scene
+        keys = ("kind", "num_scenes", "num_views", "width", "height")
+    return {key: meta.get(key) for key in keys}
 
 
 __all__ = ["GoclViewDataset", "HELDOUT_SEED", "TRAIN_SEED", "dataset_description", "ensure_gocl_dataset",

@@ -1,9 +1,11 @@
-"""Pixel encoder: a small CNN (trained from scratch) plus a learned positional embedding."""
+"""Slot encoders: a small CNN on pixels (trained from scratch) plus a learned positional embedding, or
+an adapter on a frozen ViT's patch features (``GoclConfig.encoder_input == "vit_features"``)."""
 from __future__ import annotations
 
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .config import GoclConfig
@@ -69,5 +71,33 @@ class PixelEncoder(nn.Module):
             raise ValueError(f"encoder produced a {h}x{w} feature map, expected "
                              f"{self.feature_height}x{self.feature_width}: input size does not match the config")
         features = features.flatten(2).transpose(1, 2)  # [B, N, C]
+        features = features + self.position_embedding(coordinate_features(self.grid))[None]
+        return self.mlp(self.norm(features))
+
+
+class ViTFeatureEncoder(nn.Module):
+    """Frozen-ViT patch features ``[B, Dv, h, w]`` -> slot-attention features ``[B, N, D]``.
+
+    The patch grid is resampled (bilinear) to the config's ``feature_map_size``, which the slot
+    attention's position grid is built for; then, as in :class:`PixelEncoder`, a learned position
+    embedding, LayerNorm and MLP. Only this adapter trains: the ViT stays frozen.
+    """
+
+    def __init__(self, config: GoclConfig, vit_dim: int):
+        super().__init__()
+        self.feature_height, self.feature_width = config.feature_map_size
+        self.register_buffer("grid", coordinate_grid(self.feature_height, self.feature_width),
+                             persistent=False)
+        self.input_norm = nn.LayerNorm(vit_dim)
+        self.position_embedding = nn.Linear(COORDINATE_FEATURE_DIM, vit_dim)
+        self.norm = nn.LayerNorm(vit_dim)
+        self.mlp = nn.Sequential(nn.Linear(vit_dim, config.feature_dim), nn.ReLU(inplace=True),
+                                 nn.Linear(config.feature_dim, config.feature_dim))
+
+    def forward(self, vit_features: torch.Tensor) -> torch.Tensor:
+        size = (self.feature_height, self.feature_width)
+        if tuple(vit_features.shape[-2:]) != size:
+            vit_features = F.interpolate(vit_features, size=size, mode="bilinear", align_corners=False)
+        features = self.input_norm(vit_features.flatten(2).transpose(1, 2))  # [B, N, Dv]
         features = features + self.position_embedding(coordinate_features(self.grid))[None]
         return self.mlp(self.norm(features))

@@ -13,6 +13,10 @@ identification accuracy) are over all object appearances of all held-out views.
 
 The baseline is the same slot model trained with ``--no-codebook``: its "entry" is the slot
 index, which is what plain slot attention offers as identity across scenes.
+
+On an unlabelled recording (``gocl_data --bag`` / ``--images``) every metric that needs labels is
+skipped; what can be measured without them is reported instead (:func:`unlabelled_summary`:
+reconstruction error, object slots in use, codebook entries in use and their perplexity).
 """
 from __future__ import annotations
 
@@ -55,15 +59,58 @@ def example_indices(dataset: GoclViewDataset, count: int) -> list[int]:
     return picks
 
 
+# An object slot counts as present in an image when its mask's peak exceeds this (segment.py's presence).
+PRESENT_SLOT_PEAK = 0.5
+
+
+@torch.no_grad()
+def unlabelled_summary(model: GoclModel, dataset: GoclViewDataset, batch_size: int = 64) -> dict[str, Any]:
+    """What can be scored without labels: ``reconstruction_mse`` (model resolution, in the model's
+    target space: pixels or ViT features), ``present_slots_per_image``, ``codebook_entries_used``
+    (distinct entries of present slots) and ``codebook_perplexity`` (of their usage)."""
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be > 0 (got {batch_size})")
+    cfg = model.config
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    start = time.perf_counter()
+    squared_error, present, entries = 0.0, 0, []
+    try:
+        for first in range(0, len(dataset), batch_size):
+            images = torch.stack([dataset[i]["image"] for i in range(first, min(first + batch_size, len(dataset)))])
+            images = torch.nn.functional.interpolate(images, size=(cfg.image_height, cfg.image_width),
+                                                     mode="bilinear", align_corners=False, antialias=True)
+            output = model(images.to(device))
+            target = output.target if output.target is not None else images.to(device)
+            squared_error += float((output.reconstruction - target).pow(2).mean(dim=(1, 2, 3)).sum())
+            slot_present = output.masks[:, 1:].flatten(2).amax(dim=-1) > PRESENT_SLOT_PEAK  # [B, Ko]
+            present += int(slot_present.sum())
+            entries.append(output.codebook_probs.argmax(dim=-1)[slot_present].cpu())
+    finally:
+        model.train(was_training)
+    used = torch.cat(entries) if entries else torch.zeros(0, dtype=torch.int64)
+    counts = torch.bincount(used, minlength=cfg.codebook_size).double()
+    usage = counts / counts.sum().clamp_min(1.0)
+    return {"images": len(dataset), "reconstruction_mse": squared_error / max(len(dataset), 1),
+            "present_slots_per_image": present / max(len(dataset), 1),
+            "codebook_entries_used": int((counts > 0).sum()),
+            "codebook_perplexity": math.exp(float(-(torch.special.xlogy(usage, usage)).sum())),
+            "seconds": time.perf_counter() - start}
+
+
 def evaluate_model(model: GoclModel, dataset: GoclViewDataset, batch_size: int = 64,
                    keep_examples: int = 0) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Metrics of ``model`` over every view of ``dataset`` (deterministic, eval mode).
 
     Returns ``(summary, examples)``; ``examples`` holds ``keep_examples`` views' ``image``,
-    ``reconstruction`` (model resolution), ``masks``, ``slot_ids`` and ``instance``.
+    ``reconstruction`` (model resolution), ``masks``, ``slot_ids`` and ``instance``. An unlabelled
+    dataset gets :func:`unlabelled_summary` and no examples, and so does a ViT-target model.
     """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be > 0 (got {batch_size})")
+    if not dataset.has_labels:
+        return unlabelled_summary(model, dataset, batch_size), {}
     # The metrics read masks and slot entries only, which flip averaging leaves unchanged.
     segmenter = GoclSegmenter(model, flip_average=False)
     accumulator = GoclMetricAccumulator()
@@ -79,7 +126,9 @@ def evaluate_model(model: GoclModel, dataset: GoclViewDataset, batch_size: int =
     summary["seconds"] = time.perf_counter() - start
 
     examples: dict[str, torch.Tensor] = {}
-    picks = example_indices(dataset, keep_examples) if keep_examples > 0 else []
+    # A ViT-target model reconstructs features, not an image: there is no reconstruction to draw.
+    drawable = model.config.target == "pixels"
+    picks = example_indices(dataset, keep_examples) if keep_examples > 0 and drawable else []
     if picks:
         cfg = model.config
         images = torch.stack([dataset[i]["image"] for i in picks])
@@ -165,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     data_root = Path(args.data)
     dataset = GoclViewDataset(data_root, max_scenes=args.max_scenes)
+    if not dataset.has_labels:
+        return _main_unlabelled(args, argv, dataset)
     kind_names = _kind_names(data_root)
 
     summary, examples, model, meta = evaluate_checkpoint(args.checkpoint, dataset, args.batch, args.device,
@@ -215,7 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_json(args.out, result)
 
     from .plots import plot_examples, plot_learning_curves  # matplotlib only when drawing
-    if args.figure:
+    if args.figure and not examples:
+        print(f"gocl_evaluate: no {args.figure}: the model reconstructs ViT features, not pixels", file=sys.stderr)
+    if args.figure and examples:
         plot_examples(examples, model.config.codebook_size, Path(args.figure), baseline=baseline_examples,
                       title=f"GOCL held-out decompositions (step {meta['step']})")
     if args.curve_figure and ("learning_curve" in result or "baseline_learning_curve" in result):
@@ -226,6 +279,27 @@ def main(argv: list[str] | None = None) -> int:
     if result["baseline_no_codebook_consistency"] is not None:
         line += f", baseline consistency={result['baseline_no_codebook_consistency']:.3f}"
     print(f"gocl_evaluate: {line} -> {args.out}")
+    return 0
+
+
+UNLABELLED_KEYS = ("reconstruction_mse", "present_slots_per_image", "codebook_entries_used", "codebook_perplexity",
+                   "images")
+
+
+def _main_unlabelled(args: argparse.Namespace, argv: list[str], dataset: GoclViewDataset) -> int:
+    """``main`` on a recording: the label-free summary only (label metrics, baseline, curves skipped)."""
+    summary, _, model, meta = evaluate_checkpoint(args.checkpoint, dataset, args.batch, args.device)
+    result: dict[str, Any] = {name: _finite(summary[name]) for name in UNLABELLED_KEYS}
+    result.update(
+        labels=False, skipped="label metrics (FG-ARI, mIoU, codebook consistency, NMI, identification): "
+                              "the dataset has no labels",
+        dataset={"path": str(args.data), **dataset_description(args.data)}, checkpoint=str(args.checkpoint),
+        checkpoint_step=meta["step"], config=model.config.to_dict(),
+        command=" ".join(["python -m ocgs_ros.ocl.evaluate", *argv]),
+        evaluation_seconds=round(summary["seconds"], 2))
+    atomic_write_json(args.out, result)
+    print(f"gocl_evaluate: unlabelled data: reconstruction_mse={result['reconstruction_mse']:.4g}, "
+          f"{result['codebook_entries_used']} codebook entries used -> {args.out}")
     return 0
 
 

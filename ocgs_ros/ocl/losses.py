@@ -2,7 +2,8 @@
 
 Why each term:
 
-* ``reconstruction`` — per-value MSE of the composited image: the only learning signal; the slots
+* ``reconstruction`` — per-value MSE of the composited image (or, with ``target == "vit_features"``,
+  of the frozen ViT's patch features: ``output.target``): the only learning signal; the slots
   must explain the image, and because intrinsic codes are quantised, they must do it with
   prototypes shared by all scenes. With ``whitened_colour_loss`` the error is taken in ZCA-whitened
   colour (ocl/colour.py), where a difference along the tabletop's weak colour axis (yellow against
@@ -28,7 +29,8 @@ Why each term:
   regulariser").
 
 Scale: ``reconstruction`` is a per-value MSE, the KL terms are nats per image. In ``total`` the
-KL terms are divided by the number of pixel values 3·H·W, so the objective is a per-image ELBO
+KL terms are divided by the number of reconstructed values (3·H·W for pixels, D·h·w for ViT
+features), so the objective is a per-image ELBO
 with Gaussian pixel noise of variance ``sigma^2 = kl_weight / 2``, divided by 3·H·W / (2 sigma^2):
 weights then mean the same at every resolution (0.02 <-> sigma = 0.1).
 """
@@ -111,12 +113,15 @@ def gocl_loss(output: GoclOutput, images: torch.Tensor, config: GoclConfig,
     if config.whitened_colour_loss and colour_whitening is None:
         raise ValueError("config.whitened_colour_loss is on but no colour_whitening module was given")
     loss_whitening = colour_whitening if config.whitened_colour_loss else None
-    if output.reconstruction.shape != images.shape:
-        raise ValueError(f"reconstruction {list(output.reconstruction.shape)} and images "
-                         f"{list(images.shape)} differ in shape")
+    target = images if config.target == "pixels" else output.target
+    if target is None:
+        raise ValueError("config.target is 'vit_features' but the model output carries no ViT features")
+    if output.reconstruction.shape != target.shape:
+        raise ValueError(f"reconstruction {list(output.reconstruction.shape)} and {config.target} "
+                         f"{list(target.shape)} differ in shape")
     slot_mass = output.masks[:, BACKGROUND_SLOT + 1:].mean(dim=(-2, -1))  # [B, Ko]
     terms = {
-        "reconstruction": reconstruction_error(output.reconstruction, images, loss_whitening),
+        "reconstruction": reconstruction_error(output.reconstruction, target, loss_whitening),
         "kl_ext": kl_diagonal_gaussian_to_standard(output.extrinsic_mean, output.extrinsic_logvar)
         .sum(dim=1).mean(),
         "kl_bck": kl_diagonal_gaussian_to_standard(output.background_mean, output.background_logvar).mean(),
@@ -131,7 +136,7 @@ def gocl_loss(output: GoclOutput, images: torch.Tensor, config: GoclConfig,
         "background_smoothness": config.background_smoothness_weight,
         "commitment": config.commitment_weight,
     }
-    values_per_image = images.shape[1] * images.shape[2] * images.shape[3]
+    values_per_image = target.shape[1] * target.shape[2] * target.shape[3]
     weights["kl_ext"] /= values_per_image
     weights["kl_bck"] /= values_per_image
     terms["total"] = sum(weights[name] * terms[name] for name in LOSS_TERMS)

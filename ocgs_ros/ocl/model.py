@@ -1,21 +1,28 @@
 """GoclModel: encoder -> disentangled slot attention with global codebook -> broadcast decoders.
 
 Slot layout everywhere: index 0 = background slot, 1..K-1 = object slots (K = num_object_slots + 1).
+
+With ``target == "vit_features"`` the decoders reconstruct a frozen ViT's patch features (ocl/vit.py)
+on its patch grid instead of the image (masks are still given at the image size);
+``"vit_features"`` as ``encoder_input`` feeds those features to the slot encoder. The ViT is loaded
+from ``config.vit_weights`` and kept outside the state dict.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .codebook import GlobalCodebook
 from .colour import ColourWhitening
 from .config import EXTRINSIC_POSITION_SCALE_DIMS, GoclConfig
 from .decoder import BackgroundDecoder, ObjectDecoder
-from .encoder import PixelEncoder
+from .encoder import PixelEncoder, ViTFeatureEncoder
 from .schedules import gumbel_tau
 from .slot_attention import DisentangledSlotAttention
+from .vit import FrozenFeatures, load_frozen_vit
 
 BACKGROUND_SLOT = 0
 # Posterior log-variances are clamped: exp(-12) is far below any useful noise, exp(4) is far
@@ -30,9 +37,11 @@ INITIAL_LOGVAR = -6.0
 class GoclOutput:
     """Everything one forward pass produces (B = batch, K = all slots, Ko = object slots)."""
 
-    reconstruction: torch.Tensor  # [B, 3, H, W]
+    # H, W: the model's image size. C, h, w: 3, H, W for pixels; the ViT's width and patch grid
+    # for a feature target (masks and alpha logits are then upsampled from the patch grid).
+    reconstruction: torch.Tensor  # [B, C, h, w]
     masks: torch.Tensor  # [B, K, H, W], softmax over K (index 0 = background)
-    slot_rgb: torch.Tensor  # [B, K, 3, H, W]
+    slot_rgb: torch.Tensor  # [B, K, C, h, w]
     alpha_logits: torch.Tensor  # [B, K, H, W]
     codebook_logits: torch.Tensor  # [B, Ko, M]
     codebook_probs: torch.Tensor  # [B, Ko, M] pi = softmax(logits)
@@ -45,6 +54,7 @@ class GoclOutput:
     background_mean: torch.Tensor  # [B, Db]
     background_logvar: torch.Tensor  # [B, Db]
     attention: torch.Tensor  # [B, K, N] last slot-attention iteration
+    target: torch.Tensor | None = None  # [B, C, H, W] what reconstruction should match (ViT target only)
 
     @property
     def background_rgb(self) -> torch.Tensor:
@@ -64,7 +74,9 @@ class GoclModel(nn.Module):
         super().__init__()
         self.config = config
         di, e = config.intrinsic_dim, config.extrinsic_dim
-        self.encoder = PixelEncoder(config)
+        self.vit_features = FrozenFeatures(load_frozen_vit(config.vit_weights)) if config.uses_vit else None
+        self.encoder = (ViTFeatureEncoder(config, self.vit_features.dim) if config.encoder_input == "vit_features"
+                        else PixelEncoder(config))
         self.codebook = GlobalCodebook(config.codebook_size, di, config.usage_ema_decay)
         self.slot_attention = DisentangledSlotAttention(config)
         extra = e - EXTRINSIC_POSITION_SCALE_DIMS
@@ -77,11 +89,23 @@ class GoclModel(nn.Module):
         self.background_posterior = nn.Linear(di, 2 * config.background_dim)
         with torch.no_grad():
             self.background_posterior.bias[config.background_dim:].fill_(INITIAL_LOGVAR)
-        self.object_decoder = ObjectDecoder(config)
-        self.background_decoder = BackgroundDecoder(config)
+        outputs = self.reconstruction_layout()
+        self.object_decoder = ObjectDecoder(config, *outputs)
+        self.background_decoder = BackgroundDecoder(config, *outputs)
         # Only configs that use it carry the buffers, so older checkpoints load unchanged.
         self.colour_whitening = (ColourWhitening()
                                  if config.whitened_colour_loss or config.whitened_encoder_input else None)
+
+    def reconstruction_layout(self) -> tuple[int, tuple[int, int], bool]:
+        """(channels, (H, W), bounded) of what the decoders reconstruct."""
+        cfg = self.config
+        if cfg.target == "pixels":
+            return 3, (cfg.image_height, cfg.image_width), True
+        patch = self.vit_features.patch_size
+        if cfg.image_height % patch or cfg.image_width % patch:
+            raise ValueError(f"image size {cfg.image_height}x{cfg.image_width} must be a multiple of the ViT "
+                             f"patch size {patch} ({cfg.vit_weights})")
+        return self.vit_features.dim, (cfg.image_height // patch, cfg.image_width // patch), False
 
     # ----- parameter groups (GOLD trains encoder side and decoder side at different rates) ----
     def encoder_parameters(self) -> list[nn.Parameter]:
@@ -120,7 +144,11 @@ class GoclModel(nn.Module):
         if self.training and tau is None:
             raise ValueError("training-mode forward needs tau (e.g. tau=model.tau_at(step))")
         sampling = self.training
-        features = self.encoder(self.colour_whitening(images) if cfg.whitened_encoder_input else images)
+        vit_features = self.vit_features(images) if self.vit_features is not None else None
+        if cfg.encoder_input == "vit_features":
+            features = self.encoder(vit_features)
+        else:
+            features = self.encoder(self.colour_whitening(images) if cfg.whitened_encoder_input else images)
         slots = self.slot_attention(features, self.codebook, tau=tau if tau is not None else cfg.tau_end)
         assignment = slots.assignment
         if self.training and cfg.use_codebook:
@@ -146,6 +174,12 @@ class GoclModel(nn.Module):
         alpha_logits = torch.cat([background_alpha[:, None], object_alpha], dim=1)  # [B, K, H, W]
         masks = alpha_logits.softmax(dim=1)
         reconstruction = (masks[:, :, None] * slot_rgb).sum(dim=1)
+        if tuple(alpha_logits.shape[-2:]) != (cfg.image_height, cfg.image_width):
+            # ViT target: every consumer of masks (segmenter, metrics, image fit) reads them at the
+            # model's image size; the patch-grid masks only compose the feature reconstruction.
+            alpha_logits = F.interpolate(alpha_logits, size=(cfg.image_height, cfg.image_width), mode="bilinear",
+                                         align_corners=False)
+            masks = alpha_logits.softmax(dim=1)
         return GoclOutput(
             reconstruction=reconstruction, masks=masks, slot_rgb=slot_rgb, alpha_logits=alpha_logits,
             codebook_logits=assignment.logits, codebook_probs=assignment.probs,
@@ -155,4 +189,5 @@ class GoclModel(nn.Module):
             extrinsic_mean=extrinsic_mean, extrinsic_logvar=extrinsic_logvar,
             extrinsic_sample=extrinsic, background_mean=background_mean,
             background_logvar=background_logvar, attention=slots.attention,
+            target=vit_features if cfg.target == "vit_features" else None,
         )

@@ -1,4 +1,5 @@
-"""Figures for GOCL evaluation: example decompositions and held-out learning curves (matplotlib)."""
+"""Figures for GOCL training and evaluation: training curves, example decompositions and held-out
+learning curves (matplotlib)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -114,3 +115,34 @@ def plot_learning_curves(curve: Sequence[dict[str, Any]], baseline_curve: Sequen
         ax.legend(fontsize=8)
     fig.tight_layout()
     _save(fig, path)
+
+
+def plot_training_curves(rows: Sequence[dict[str, Any]], path: Path) -> None:
+    """Loss terms, tau and codebook perplexity vs step from the training log (PNG)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not rows:
+        return
+    steps = [row["step"] for row in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for name in ("total", "reconstruction"):
+        axes[0].plot(steps, [row[name] for row in rows], label=name)
+    axes[0].set_yscale("log")
+    axes[0].set_title("loss (per-value MSE scale)")
+    for name in ("kl_ext", "kl_bck", "kl_codebook_usage", "background_smoothness"):
+        axes[1].plot(steps, [row[name] for row in rows], label=name)
+    axes[1].set_yscale("symlog", linthresh=1e-3)
+    axes[1].set_title("regularisers (unweighted)")
+    axes[2].plot(steps, [row["codebook_perplexity"] for row in rows], label="codebook perplexity")
+    axes[2].plot(steps, [row["codebook_active"] for row in rows], label="active prototypes")
+    twin = axes[2].twinx()
+    twin.plot(steps, [row["tau"] for row in rows], "k--", label="tau")
+    twin.set_ylabel("Gumbel tau")
+    axes[2].set_title("codebook")
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    atomic_save_figure(fig, path, dpi=80)

@@ -34,17 +34,23 @@ object boundaries and fewer small objects left to the background. On the Gaussia
 ``slot_codebook_ids``, ``slot_codebook_probs`` and ``slot_confidence`` are those of the image
 itself: slots of two passes do not correspond.
 
-Any input size is accepted: images are resized (bilinear, antialiased) to the model's
-resolution, and masks and pixel probabilities are resized back (bilinear, which keeps them
-summing to 1) before the log is taken. Aspect ratio is not preserved: a 4:3 image is squeezed
-to a square model, as in training on the same camera.
+Any input size and aspect ratio is accepted, without distortion: images are fitted to the
+model's (square) input by the project's fit policy (:mod:`ocgs_ros.image_fit`, ``fit``: centre-crop
+by default, or letterbox), and masks and pixel probabilities are mapped back (bilinear, which keeps
+them summing to 1) before the log is taken — to the input's own grid by default, i.e. the
+processing resolution the caller chose, or to ``output_size`` when asked (e.g. a camera's full
+resolution; resizing 33 channels to 1600x900 costs about a second, so only on request). Pixels the
+model did not see (cropped away) are background in ``masks`` and ``pixel_codebook_logits`` and
+False in ``seen``; callers that must not read them as background (the mapper) use ``seen``.
+Letterbox bars are dropped. A square input is a plain resize under either policy, as before.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
+
+from ocgs_ros.image_fit import DEFAULT_FIT, check_policy, fit_tensor, plan_fit, unfit_tensor
 
 from .model import BACKGROUND_SLOT, GoclModel
 
@@ -62,6 +68,7 @@ class SegmentationResult:
     slot_codebook_probs: torch.Tensor  # float32 [B, K, M]; background row = 0
     slot_confidence: torch.Tensor  # float32 [B, K]
     pixel_codebook_logits: torch.Tensor  # float32 [B, M+1, H, W]; channel 0 = background
+    seen: torch.Tensor | None = None  # bool [B, H, W]: pixels the model saw (False = cropped away)
 
     @staticmethod
     def channel_of_code(code: int) -> int:
@@ -69,18 +76,18 @@ class SegmentationResult:
         return int(code) + 1
 
 
-def _resize(tensor: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    if tuple(tensor.shape[-2:]) == tuple(size):
-        return tensor
-    downsampling = size[0] < tensor.shape[-2] or size[1] < tensor.shape[-1]
-    return F.interpolate(tensor, size=size, mode="bilinear", align_corners=False, antialias=downsampling)
+def _background_only(channels: int, device: torch.device) -> torch.Tensor:
+    """``[channels]``: all mass on channel 0 (the background slot / background channel)."""
+    fill = torch.zeros(channels, device=device)
+    fill[0] = 1.0
+    return fill
 
 
 class GoclSegmenter:
     """Deterministic segmentation with a trained :class:`GoclModel` (eval mode, no gradients)."""
 
     def __init__(self, model: GoclModel, mask_temperature: float = DEFAULT_MASK_TEMPERATURE,
-                 flip_average: bool = True):
+                 flip_average: bool = True, fit: str = DEFAULT_FIT):
         if not isinstance(model, GoclModel):
             raise TypeError(f"GoclSegmenter needs a GoclModel, got {type(model).__name__}")
         if not mask_temperature > 0:
@@ -88,6 +95,7 @@ class GoclSegmenter:
         self.model = model
         self.mask_temperature = float(mask_temperature)
         self.flip_average = bool(flip_average)
+        self.fit = check_policy(fit)
 
     @property
     def device(self) -> torch.device:
@@ -119,17 +127,23 @@ class GoclSegmenter:
         return masks, pixel_probs
 
     @torch.no_grad()
-    def segment(self, images: torch.Tensor) -> SegmentationResult:
+    def segment(self, images: torch.Tensor, output_size: tuple[int, int] | None = None) -> SegmentationResult:
         """Segment ``images`` (float32 ``[B, 3, H, W]`` in [0, 1], any H, W); outputs on the
-        model's device at the input's H, W. The model's train/eval mode is restored afterwards."""
+        model's device at the input's H, W, or at ``output_size`` ``(h, w)`` (a grid covering the
+        same field of view, e.g. the camera's full resolution). The model's train/eval mode is
+        restored afterwards."""
         self.check_images(images)
+        if output_size is not None:
+            output_size = (int(output_size[0]), int(output_size[1]))
+            if min(output_size) <= 0:
+                raise ValueError(f"output_size must be (height > 0, width > 0), got {output_size}")
         model = self.model
         cfg = model.config
-        height, width = images.shape[-2:]
+        fit = plan_fit(images.shape[-2:], (cfg.image_height, cfg.image_width), self.fit)
         was_training = model.training
         model.eval()
         try:
-            x = _resize(images.to(self.device).clamp(0.0, 1.0), (cfg.image_height, cfg.image_width))
+            x = fit_tensor(images.to(self.device).clamp(0.0, 1.0), fit)
             output = model(x)
             mirrored = model(x.flip(-1)) if self.flip_average else None
         finally:
@@ -147,13 +161,14 @@ class GoclSegmenter:
         confidence = presence * torch.cat([torch.ones_like(best_prob[:, :1]), best_prob], dim=1)
         slot_probs = torch.cat([torch.zeros_like(probs[:, :1]), probs], dim=1)
 
-        masks = _resize(masks, (height, width))
+        masks = unfit_tensor(masks, fit, _background_only(masks.shape[1], masks.device), output_size)
         masks = masks / masks.sum(dim=1, keepdim=True)
-        pixel_probs = _resize(pixel_probs, (height, width))
+        pixel_probs = unfit_tensor(pixel_probs, fit, _background_only(pixel_probs.shape[1], masks.device), output_size)
         pixel_probs = pixel_probs / pixel_probs.sum(dim=1, keepdim=True)
         pixel_logits = pixel_probs.clamp_min(PIXEL_PROB_FLOOR).log()
+        seen = torch.from_numpy(fit.seen(output_size)).to(masks.device).expand(batch, -1, -1)
         return SegmentationResult(
             masks=masks.float().contiguous(), slot_codebook_ids=slot_ids,
             slot_codebook_probs=slot_probs.float(), slot_confidence=confidence.float(),
-            pixel_codebook_logits=pixel_logits.float().contiguous(),
+            pixel_codebook_logits=pixel_logits.float().contiguous(), seen=seen,
         )

@@ -3,13 +3,33 @@ processing latency, dropped frames — what an operator checks first when a map 
 from __future__ import annotations
 
 import collections
-import statistics
 import time
-from typing import Callable
+from typing import Callable, Iterable
 
+import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
 from ocgs_ros.ros import qos
+
+
+#: Latency samples a node keeps (the most recent ones): enough for a steady median/p90 over the last
+#: minutes at 1-10 Hz, bounded so a node that runs for days holds constant memory.
+LATENCY_WINDOW = 200
+
+
+def latency_window() -> collections.deque:
+    """An empty bounded sample store for latencies (seconds): what nodes append to."""
+    return collections.deque(maxlen=LATENCY_WINDOW)
+
+
+def latency_figures(latencies_s: Iterable[float]) -> dict:
+    """Median and p90 (ms, 0.1 ms resolution; None without samples) of ``latencies_s``. numpy's
+    linear-interpolation percentile, so p90 >= median for any number of samples."""
+    ms = np.fromiter(latencies_s, dtype=np.float64) * 1e3
+    if ms.size == 0:
+        return {"latency_ms_median": None, "latency_ms_p90": None}
+    median, p90 = np.percentile(ms, [50.0, 90.0])
+    return {"latency_ms_median": round(float(median), 1), "latency_ms_p90": round(float(p90), 1)}
 
 
 class RateMeter:
@@ -48,7 +68,7 @@ class NodeDiagnostics:
         self.expected = dict(expected_rates_hz or {})
         self.window_s = window_s
         self.rates: dict[str, RateMeter] = {k: RateMeter(window_s) for k in self.expected}
-        self.latencies_s: collections.deque[float] = collections.deque(maxlen=200)
+        self.latencies_s: collections.deque[float] = latency_window()
         self.values: dict[str, object] = {}
         self.frames_in = 0
         self.frames_dropped = 0
@@ -71,11 +91,9 @@ class NodeDiagnostics:
         self.values[key] = value
 
     def summary(self) -> dict:
-        lat = sorted(self.latencies_s)
         return {
             **{f"rate_hz/{k}": round(m.rate_hz(), 2) for k, m in self.rates.items()},
-            "latency_ms_median": round(statistics.median(lat) * 1e3, 1) if lat else None,
-            "latency_ms_p90": round(lat[int(0.9 * (len(lat) - 1))] * 1e3, 1) if lat else None,
+            **latency_figures(self.latencies_s),
             "frames_in": self.frames_in,
             "frames_dropped": self.frames_dropped,
             "dropped_ratio": round(self.frames_dropped / self.frames_in, 3) if self.frames_in else 0.0,

@@ -12,8 +12,10 @@ import numpy as np
 
 from ocgs_ros.atomic_io import atomic_save_figure
 from ocgs_ros.camera import scale_intrinsics
+from ocgs_ros.evaluation import ground_truth_boxes, match_objects
+from ocgs_ros.gaussians.eval_metrics import matched_instance_iou, psnr
+from ocgs_ros.mapping.palette import codebook_color
 from ocgs_ros.ros import conversions
-from ocgs_ros.ros.object_eval import ground_truth_boxes, match_objects
 
 #: the held-out view: a quarter orbit in, between two trajectory frames, 8 cm above the rig's path
 HELD_OUT_INDEX = 30.5
@@ -29,7 +31,7 @@ def _colorize(labels: np.ndarray, color_of) -> np.ndarray:
 
 
 def _instance_color(value: int) -> np.ndarray:
-    return conversions.codebook_color(value * 7 + 3)
+    return codebook_color(value * 7 + 3)
 
 
 def held_out_view(world, index: float) -> np.ndarray:
@@ -44,41 +46,32 @@ def tabletop_report(mapping_node, sim_node, output: Path) -> dict:
     """Save the map, render the held-out grid, and score objects / renders against ground truth."""
     import matplotlib
 
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")  # before pyplot: no display in a bring-up
     import matplotlib.pyplot as plt
-    import torch
-
-    from ocgs_ros.gaussians.eval_metrics import matched_instance_iou, psnr
-    from ocgs_ros.gaussians.objects import render_instance_mask
-    from ocgs_ros.gaussians.persistence import save_map
 
     world = sim_node.stream.world
     output.mkdir(parents=True, exist_ok=True)
-    with mapping_node._map_lock:
-        mapper, tracker = mapping_node.mapper, mapping_node.tracker
-        objects = list(mapping_node.objects)
-        saved = {k: str(v) for k, v in save_map(output / "map" / "tabletop", mapper.map, tracker).items()}
+    pipeline = mapping_node.pipeline
+    with pipeline.locked():  # one map state for the save, the renders and the scores
+        objects = pipeline.objects()
+        saved = _saved_paths(pipeline.save(output / "map" / "tabletop"))
         # held-out view at the map's processing resolution
-        width = mapping_node.params["process_width"] or world.config.camera.width
-        height = mapping_node.params["process_height"] or world.config.camera.height
-        K = scale_intrinsics(world.K, width / world.config.camera.width, height / world.config.camera.height)
+        camera, view = world.config.camera, pipeline.config.view
+        width, height = (view.process_width, view.process_height) if view.process_width else (camera.width,
+                                                                                               camera.height)
+        K = scale_intrinsics(world.K, width / camera.width, height / camera.height)
         index = HELD_OUT_INDEX
         T_world_cam = held_out_view(world, index)
-        viewmat = np.linalg.inv(T_world_cam)
-        with torch.no_grad():
-            rgb, _, logits, _ = mapper.render(torch.as_tensor(viewmat, dtype=torch.float32),
-                                              torch.as_tensor(K, dtype=torch.float32), width, height)
-        rendered = rgb.clamp(0, 1).numpy()
-        identity = logits.argmax(dim=-1).numpy()  # 0 = background, c = codebook entry c - 1
-        instance = render_instance_mask(mapper, objects, viewmat, K, width, height) if objects else \
-            np.zeros((height, width), np.int32)
+        rendered, entries = pipeline.render(K, T_world_cam, width, height)
+        instance = pipeline.render_instances(K, T_world_cam, width, height)
+        gaussians = pipeline.stats()["gaussians"]
     truth = world.render_camera(T_world_cam, K, width, height)
     gt_rgb = truth.rgb.astype(np.float64) / 255.0 if truth.rgb.dtype == np.uint8 else truth.rgb
     gt_ids = [int(i) for i in np.unique(truth.instance) if i != 0]
     instance_iou = matched_instance_iou(instance, truth.instance, gt_ids)
 
     panels = [("simulator RGB (held-out view)", gt_rgb), ("map render", rendered),
-              ("map identity (codebook entry)", _colorize(identity, lambda c: conversions.codebook_color(c - 1))),
+              ("map identity (codebook entry)", _colorize(entries + 1, lambda c: codebook_color(c - 1))),
               ("map instances", _colorize(instance, _instance_color)),
               ("ground-truth instances", _colorize(truth.instance, _instance_color))]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.0))
@@ -104,8 +97,15 @@ def tabletop_report(mapping_node, sim_node, output: Path) -> dict:
                           "instance_miou": round(float(np.mean(list(instance_iou.values()))), 4) if instance_iou else None,
                           "image": str(grid_path)},
         "saved_map": saved,
-        "gaussians": mapper.map.num_gaussians,
+        "gaussians": gaussians,
     }
+
+
+def _saved_paths(saved) -> dict:
+    """``{name: path}`` as text, from what ``save`` returned (a mapping or a single path)."""
+    if isinstance(saved, dict):
+        return {k: str(v) for k, v in saved.items()}
+    return {"map": str(saved)}
 
 
 def conversions_objects_json(world) -> str:
@@ -138,7 +138,7 @@ def bev_report(bev_node, sim_node, output: Path) -> dict:
     source = GridSpec(g.x_min, g.x_max, g.y_min, g.y_max, g.resolution)
     target_layers = resample_map_layers(frame.map_layers.astype(np.float32), source, pred.grid) > 0.5
     metrics = map_segmentation_metrics(pred.map_probs[None], target_layers[None], pred.map_classes)
-    keep = pred.scores >= bev_node.params["min_score"]
+    keep = pred.scores >= bev_node.settings.min_score
 
     classes = list(pred.map_classes)
     fig, axes = plt.subplots(2, len(classes) + 1, figsize=(2.6 * (len(classes) + 1), 5.4))

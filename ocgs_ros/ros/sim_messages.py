@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ocgs_ros.ros import conversions
-from ocgs_ros.sim.driving import BOX_CLASSES
-from ocgs_ros.sim.roadmap import MAP_CLASSES
+from ocgs_ros.sim.classes import BOX_CLASSES, MAP_CLASSES
 
 
 @dataclass(frozen=True)
@@ -45,6 +44,24 @@ def camera_topic_prefix(index: int) -> str:
     return "camera" if index == 0 else f"camera_{index}"
 
 
+@dataclass(frozen=True)
+class RigCamera:
+    """How one simulated camera appears on ROS: ``/<prefix>/image_raw``, ``/<prefix>/camera_info``,
+    ``/sim/<prefix>/...`` and its optical ``frame_id``."""
+
+    prefix: str
+    frame_id: str
+
+
+def rig_cameras(world, ids: FrameIds) -> list[RigCamera]:
+    """A one-camera rig keeps ``/camera`` and ``ids.camera``; a multi-camera driving rig uses its
+    nuScenes channel names in lower case (``/cam_front/image_raw`` in ``cam_front_optical_frame``)."""
+    names = getattr(world, "camera_names", ())
+    if len(names) > 1:
+        return [RigCamera(name.lower(), f"{name.lower()}_optical_frame") for name in names]
+    return [RigCamera(camera_topic_prefix(0), ids.camera_frame(0))]
+
+
 @dataclass
 class TopicMessages:
     """(topic, message) pairs for one simulated tick, split by role."""
@@ -56,16 +73,15 @@ class TopicMessages:
         return self.sensors + (self.ground_truth if with_ground_truth else [])
 
 
-def _camera_messages(camera, index: int, frame_id: str, stamp) -> list[tuple[str, object]]:
-    prefix = camera_topic_prefix(index)
+def _camera_messages(camera, prefix: str, frame_id: str, stamp) -> list[tuple[str, object]]:
     return [
         (f"/{prefix}/image_raw", conversions.rgb_to_image_msg(camera.rgb, frame_id, stamp)),
         (f"/{prefix}/camera_info", conversions.make_camera_info(camera.K, camera.width, camera.height, frame_id, stamp)),
     ]
 
 
-def _camera_ground_truth(camera, index: int, frame_id: str, stamp) -> list[tuple[str, object]]:
-    prefix = f"/sim/{camera_topic_prefix(index)}"
+def _camera_ground_truth(camera, prefix: str, frame_id: str, stamp) -> list[tuple[str, object]]:
+    prefix = f"/sim/{prefix}"
     bridge = conversions.CvBridge()
     # instance ids (0 = background) and kind ids shifted by one (0 = background) fit mono16 and
     # survive every image tool, unlike signed 32-bit images.
@@ -93,30 +109,38 @@ def _lidar_messages(lidar, frame_id: str, stamp) -> tuple[tuple[str, object], tu
     return ("/lidar/points", sensor), ("/sim/lidar/labeled_points", labeled)
 
 
-def static_transforms(ids: FrameIds, T_base_lidar: np.ndarray, T_base_cameras: list[np.ndarray], stamp) -> list:
-    """The rig's extrinsics, published once on /tf_static."""
+def static_transforms(ids: FrameIds, T_base_lidar: np.ndarray, T_base_cameras: list[np.ndarray], stamp,
+                      camera_frames: list[str] | None = None) -> list:
+    """The rig's extrinsics, published once on /tf_static (cameras in ``camera_frames``, by default
+    ``ids.camera_frame(index)``)."""
+    frames = camera_frames or [ids.camera_frame(index) for index in range(len(T_base_cameras))]
     out = [conversions.matrix_to_transform_stamped(T_base_lidar, ids.base, ids.lidar, stamp)]
-    for index, T in enumerate(T_base_cameras):
-        out.append(conversions.matrix_to_transform_stamped(T, ids.base, ids.camera_frame(index), stamp))
+    for frame_id, T in zip(frames, T_base_cameras, strict=True):
+        out.append(conversions.matrix_to_transform_stamped(T, ids.base, frame_id, stamp))
     return out
 
 
 def tabletop_messages(frame, ids: FrameIds, stamp) -> TopicMessages:
     out = TopicMessages()
-    cam_frame = ids.camera_frame(0)
-    out.sensors += _camera_messages(frame.camera, 0, cam_frame, stamp)
+    cam_frame, prefix = ids.camera_frame(0), camera_topic_prefix(0)
+    out.sensors += _camera_messages(frame.camera, prefix, cam_frame, stamp)
     lidar, labeled = _lidar_messages(frame.lidar, ids.lidar, stamp)
     out.sensors.append(lidar)
-    out.ground_truth += _camera_ground_truth(frame.camera, 0, cam_frame, stamp)
+    out.ground_truth += _camera_ground_truth(frame.camera, prefix, cam_frame, stamp)
     out.ground_truth.append(labeled)
     return out
 
 
-def driving_messages(frame, ids: FrameIds, stamp, bev_grid) -> TopicMessages:
+def driving_messages(frame, ids: FrameIds, stamp, bev_grid, cameras: list[RigCamera] | None = None) -> TopicMessages:
+    """``cameras``: topic prefix and frame of each camera (default: ``camera``, ``camera_<i>``). A
+    camera that fired after the LiDAR (a staggered rig) keeps that delay on its own stamp."""
     out = TopicMessages()
-    for index, camera in enumerate(frame.cameras):
-        out.sensors += _camera_messages(camera, index, ids.camera_frame(index), stamp)
-        out.ground_truth += _camera_ground_truth(camera, index, ids.camera_frame(index), stamp)
+    cameras = cameras or [RigCamera(camera_topic_prefix(k), ids.camera_frame(k)) for k in range(len(frame.cameras))]
+    stamp_ns = conversions.stamp_to_ns(stamp)
+    for rig, camera in zip(cameras, frame.cameras, strict=True):
+        camera_stamp = conversions.ns_to_stamp(stamp_ns + camera.stamp_ns - frame.stamp_ns)
+        out.sensors += _camera_messages(camera, rig.prefix, rig.frame_id, camera_stamp)
+        out.ground_truth += _camera_ground_truth(camera, rig.prefix, rig.frame_id, camera_stamp)
     lidar, labeled = _lidar_messages(frame.lidar, ids.lidar, stamp)
     out.sensors.append(lidar)
     out.ground_truth.append(labeled)
@@ -137,12 +161,15 @@ def driving_messages(frame, ids: FrameIds, stamp, bev_grid) -> TopicMessages:
 
 #: world kinds the simulator nodes and commands accept
 WORLDS = ("tabletop", "tabletop_gocl", "driving")
+#: camera rigs of the driving world: one forward camera, or six nuScenes-style surround cameras
+CAMERA_RIGS = ("front", "surround")
 
 
 def make_world(kind: str, seed: int, image_width: int, image_height: int, lidar_beams: int,
-               lidar_azimuth_steps: int):
-    """A simulated world from the few settings nodes and commands expose."""
-    from ocgs_ros.sim.driving import DrivingWorld
+               lidar_azimuth_steps: int, cameras: str = "front", staggered_cameras: bool = False):
+    """A simulated world from the few settings nodes and commands expose. ``cameras`` and
+    ``staggered_cameras`` (each camera stamped at its own trigger time) apply to the driving world."""
+    from ocgs_ros.sim.driving import DrivingWorld, surround_config
     from ocgs_ros.sim.tabletop import TabletopWorld
     from ocgs_ros.sim.types import DrivingConfig, TabletopConfig
 
@@ -162,7 +189,12 @@ def make_world(kind: str, seed: int, image_width: int, image_height: int, lidar_
         config = dataclasses.replace(base, lidar=dataclasses.replace(base.lidar, **lidar))
         return TabletopWorld(config, seed=int(seed))
     if kind == "driving":
-        return DrivingWorld(DrivingConfig.from_dict({"cameras": [camera], "lidar": lidar}), seed=int(seed))
+        if cameras not in CAMERA_RIGS:
+            raise ValueError(f"unknown camera rig {cameras!r}; expected one of {list(CAMERA_RIGS)}")
+        config = DrivingConfig.from_dict({"cameras": [camera], "lidar": lidar})
+        if cameras == "surround":
+            config = surround_config(int(image_width), int(image_height), lidar=config.lidar)
+        return DrivingWorld(config, seed=int(seed), staggered_cameras=staggered_cameras)
     raise ValueError(f"unknown world {kind!r}; expected one of {list(WORLDS)}")
 
 
@@ -174,6 +206,7 @@ class SimStream:
         self.world = world
         self.ids = ids
         self.is_driving = hasattr(world, "map_layers")
+        self.cameras = rig_cameras(world, ids)
 
     def static_messages(self, stamp) -> list[tuple[str, object]]:
         """Latched once at start: rig extrinsics on /tf_static and (tabletop) the object list."""
@@ -181,7 +214,8 @@ class SimStream:
 
         # The rig is fixed: read its extrinsics from the world instead of rendering a frame.
         if self.is_driving:
-            transforms = static_transforms(self.ids, self.world.T_ego_lidar, self.world.T_ego_cams, stamp)
+            transforms = static_transforms(self.ids, self.world.T_ego_lidar, self.world.T_ego_cams, stamp,
+                                           [c.frame_id for c in self.cameras])
             return [("/tf_static", TFMessage(transforms=transforms))]
         transforms = static_transforms(self.ids, self.world.T_base_lidar, [self.world.T_base_camera], stamp)
         return [("/tf_static", TFMessage(transforms=transforms)),
@@ -193,7 +227,7 @@ class SimStream:
 
         frame = self.world.frame(index)
         if self.is_driving:
-            out = driving_messages(frame, self.ids, stamp, self.world.config.bev_grid)
+            out = driving_messages(frame, self.ids, stamp, self.world.config.bev_grid, self.cameras)
             T_world_base = frame.T_world_ego
         else:
             out = tabletop_messages(frame, self.ids, stamp)

@@ -1,6 +1,8 @@
 """sim_to_bag: simulate straight into a ROS 2 bag (no DDS), deterministic from a seed.
 
     sim_to_bag --out runs/sim_bag --world tabletop --frames 50 --rate 5 --storage mcap
+    sim_to_bag --out runs/surround_bag --world driving --cameras surround --width 256 --height 144 \
+        --staggered-cameras --frames 20 --rate 10
 
 The bag holds exactly what sim_publisher would publish (same topics, same messages), so it can be
 replayed with bag_play / ros2 bag play into the mapping and BEV nodes.
@@ -13,7 +15,7 @@ from tqdm import tqdm
 
 from ocgs_ros.ros import conversions
 from ocgs_ros.ros.bags import BagWriter
-from ocgs_ros.ros.sim_messages import SimStream, make_world, topic_qos
+from ocgs_ros.ros.sim_messages import CAMERA_RIGS, SimStream, make_world, topic_qos
 
 DEFAULT_START_NS = 1_700_000_000_000_000_000  # a fixed epoch, so a seed gives byte-stable stamps
 
@@ -21,11 +23,14 @@ DEFAULT_START_NS = 1_700_000_000_000_000_000  # a fixed epoch, so a seed gives b
 def write_sim_bag(out, world: str = "tabletop", frames: int = 20, rate_hz: float = 5.0, seed: int = 0,
                   storage: str = "mcap", image_width: int = 320, image_height: int = 240, lidar_beams: int = 32,
                   lidar_azimuth_steps: int = 1024, ground_truth: bool = True, start_ns: int = DEFAULT_START_NS,
-                  progress: bool = False):
-    """Write ``frames`` simulated frames to a bag at ``out``; returns the bag path."""
+                  progress: bool = False, cameras: str = "front", staggered_cameras: bool = False):
+    """Write ``frames`` simulated frames to a bag at ``out``; returns the bag path. ``cameras``
+    ("front" or "surround": six nuScenes-style cameras of ``image_width x image_height`` each) and
+    ``staggered_cameras`` (each camera stamped at its own trigger time) apply to the driving world."""
     if frames <= 0 or rate_hz <= 0:
         raise ValueError(f"frames and rate must be positive, got frames={frames}, rate={rate_hz}")
-    stream = SimStream(make_world(world, seed, image_width, image_height, lidar_beams, lidar_azimuth_steps))
+    stream = SimStream(make_world(world, seed, image_width, image_height, lidar_beams, lidar_azimuth_steps,
+                                  cameras, staggered_cameras))
     period_ns = int(round(1e9 / rate_hz))
     with BagWriter(out, storage=storage) as writer:
         stamp = conversions.ns_to_stamp(start_ns)
@@ -51,9 +56,15 @@ def main(argv=None) -> None:
     parser.add_argument("--lidar-beams", type=int, default=32)
     parser.add_argument("--lidar-azimuth-steps", type=int, default=1024)
     parser.add_argument("--no-ground-truth", action="store_true", help="sensor topics only")
+    parser.add_argument("--cameras", choices=CAMERA_RIGS, default="front",
+                        help="driving camera rig: one forward camera (/camera/...) or six surround cameras "
+                             "(/cam_front/..., /cam_front_left/..., nuScenes layout), each --width x --height")
+    parser.add_argument("--staggered-cameras", action="store_true",
+                        help="driving: each camera fires (and is stamped) at its own time after the LiDAR")
     a = parser.parse_args(argv)
     path = write_sim_bag(a.out, a.world, a.frames, a.rate, a.seed, a.storage, a.width, a.height, a.lidar_beams,
-                         a.lidar_azimuth_steps, not a.no_ground_truth, progress=True)
+                         a.lidar_azimuth_steps, not a.no_ground_truth, progress=True, cameras=a.cameras,
+                         staggered_cameras=a.staggered_cameras)
     print(f"sim_to_bag: wrote {path}")
 
 

@@ -63,6 +63,7 @@ class ApproximateTimeSynchronizer(SimpleFilter):
         self._last_emitted_ns: int | None = None
         self._lock = threading.Lock()
         self.dropped_stale = 0
+        self.dropped_invalid_stamp = 0
         self.dropped_overflow = 0
         self.emitted = 0
         for index, f in enumerate(fs):
@@ -70,7 +71,11 @@ class ApproximateTimeSynchronizer(SimpleFilter):
 
     def add(self, msg, index: int) -> None:
         """Feed a message of input ``index`` (what the input filters call)."""
-        stamp = stamp_to_ns(msg.header.stamp)
+        try:
+            stamp = stamp_to_ns(msg.header.stamp)
+        except ValueError:  # nanosec >= 1e9: raising here would stop the node's executor
+            self.dropped_invalid_stamp += 1
+            return
         with self._lock:
             if self._last_emitted_ns is not None and stamp <= self._last_emitted_ns:
                 self.dropped_stale += 1

@@ -17,8 +17,8 @@ from typing import Iterator
 import numpy as np
 from tqdm import tqdm
 
-from .driving import BOX_CLASSES, DrivingWorld
-from .roadmap import MAP_CLASSES
+from .classes import BOX_CLASSES, MAP_CLASSES
+from .driving import DrivingWorld
 from .tabletop import TabletopWorld
 from .types import DrivingConfig, TabletopConfig
 

@@ -1,16 +1,24 @@
 """Driving scenes: an ego vehicle on a procedural road network among cars, trucks, pedestrians and
-cyclists, with a roof LiDAR, camera(s), 3D boxes and BEV map layers as ground truth."""
+cyclists, with a roof LiDAR, camera(s), 3D boxes and BEV map layers as ground truth.
+
+Camera rigs follow from the number of cameras in ``DrivingConfig.cameras`` (:func:`camera_mounts`):
+one camera looks forward; six form the nuScenes surround rig (:data:`SURROUND_RIG`,
+:func:`surround_config`); any other count is spread evenly in yaw.
+"""
 from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
 
 import numpy as np
 
+from .classes import MAP_CLASSES
 from .geometry import intrinsics, make_pose, optical_pose_in_body
 from .raycast import Hits, Plane, Scene, YawBox
-from .roadmap import CROSS_HALF_WIDTH, LANE_WIDTH, MAIN_HALF_WIDTH, MAP_CLASSES, WALKWAY_WIDTH, RoadMap
+from .roadmap import CROSS_HALF_WIDTH, LANE_WIDTH, MAIN_HALF_WIDTH, WALKWAY_WIDTH, RoadMap
 from .sensors import RayCastWorld
-from .types import DrivingConfig, DrivingFrame
+from .types import CameraConfig, DrivingConfig, DrivingFrame
 
-BOX_CLASSES = ("car", "truck", "pedestrian", "cyclist")
 CLASS_SIZE = {0: (4.5, 1.9, 1.6), 1: (8.0, 2.5, 3.2), 2: (0.7, 0.7, 1.75), 3: (1.8, 0.6, 1.7)}
 CLASS_RGB = {1: (0.95, 0.55, 0.10), 2: (0.85, 0.25, 0.25), 3: (0.55, 0.25, 0.80)}
 CAR_PALETTE = np.array([(0.8, 0.8, 0.82), (0.15, 0.15, 0.18), (0.7, 0.1, 0.1), (0.15, 0.3, 0.7), (0.9, 0.9, 0.9)])
@@ -22,20 +30,72 @@ GROUND_RGB = {  # painted in this order, later wins
 BUILDING_RGB = (0.62, 0.58, 0.55)
 EGO_LANE_Y = -LANE_WIDTH / 2
 EGO_START_X = -60.0
+CAMERA_PITCH_DOWN = 0.03  # rad: a slight downward tilt shows more road near the car
+
+
+@dataclass(frozen=True)
+class CameraMount:
+    """Where one camera sits on the car and when it fires.
+
+    ``name`` is the nuScenes channel name; ``trigger_delay_s`` is the camera's exposure time after
+    the LiDAR's frame stamp when the rig is staggered (nuScenes cameras fire as the spinning LiDAR
+    sweeps past their axis, so each image has its own stamp).
+    """
+
+    name: str
+    position: tuple[float, float, float]  # ego frame, metres
+    yaw_deg: float  # counter-clockwise from ego +x
+    hfov_deg: float
+    trigger_delay_s: float = 0.0
+
+
+#: nuScenes-like surround rig, counter-clockwise from forward (the order of
+#: ``bev.nuscenes.CAMERA_CHANNELS_6``): ~70 deg cameras 55 deg apart at the front and sides and a
+#: wider back camera, so neighbouring views overlap. Delays spread the six exposures over the
+#: 50 ms sweep of a 20 Hz LiDAR, within the BEV node's default synchronisation slop.
+SURROUND_RIG: tuple[CameraMount, ...] = (
+    CameraMount("CAM_FRONT", (1.70, 0.00, 1.55), 0.0, 70.0, 0.0),
+    CameraMount("CAM_FRONT_LEFT", (1.52, 0.49, 1.55), 55.0, 70.0, 0.008),
+    CameraMount("CAM_BACK_LEFT", (1.03, 0.48, 1.55), 110.0, 70.0, 0.017),
+    CameraMount("CAM_BACK", (0.03, 0.00, 1.60), 180.0, 110.0, 0.025),
+    CameraMount("CAM_BACK_RIGHT", (1.03, -0.48, 1.55), -110.0, 70.0, 0.033),
+    CameraMount("CAM_FRONT_RIGHT", (1.52, -0.49, 1.55), -55.0, 70.0, 0.042),
+)
+
+
+def camera_mounts(configs: list[CameraConfig]) -> list[CameraMount]:
+    """The rig for these cameras: one forward camera, the :data:`SURROUND_RIG` for six (each
+    config's own ``hfov_deg`` kept), or cameras spread evenly in yaw from forward."""
+    n = len(configs)
+    if n == len(SURROUND_RIG):
+        return [dataclasses.replace(m, hfov_deg=c.hfov_deg) for m, c in zip(SURROUND_RIG, configs)]
+    names = ["CAM_FRONT"] if n == 1 else [f"CAM_{k}" for k in range(n)]
+    return [CameraMount(names[k], (1.5, 0.0, 1.6), 360.0 * k / n, c.hfov_deg) for k, c in enumerate(configs)]
+
+
+def surround_config(width: int = 256, height: int = 144, **overrides) -> DrivingConfig:
+    """A :class:`DrivingConfig` with the six :data:`SURROUND_RIG` cameras at ``width x height``."""
+    cameras = [CameraConfig(width=int(width), height=int(height), hfov_deg=m.hfov_deg) for m in SURROUND_RIG]
+    return DrivingConfig(cameras=cameras, **overrides)
 
 
 class DrivingWorld(RayCastWorld):
-    def __init__(self, config: DrivingConfig | None = None, seed: int = 0):
+    """``staggered_cameras``: each camera renders and is stamped at its mount's trigger delay after
+    the frame time (ego and agents where they are then) instead of with the LiDAR."""
+
+    def __init__(self, config: DrivingConfig | None = None, seed: int = 0, staggered_cameras: bool = False):
         self.config = config or DrivingConfig()
         self.seed = int(seed)
         rng = np.random.default_rng(self.seed)
         self.roadmap = RoadMap(rng)
         self.default_num_frames = self.config.default_num_frames
         self.T_ego_lidar = make_pose(np.eye(3), [1.0, 0.0, 1.9])
-        n_cam = len(self.config.cameras)
-        self.T_ego_cams = [optical_pose_in_body([1.5, 0.0, 1.6], pitch_down=0.03, yaw=2 * np.pi * k / n_cam)
-                           for k in range(n_cam)]
+        self.camera_mounts = camera_mounts(list(self.config.cameras))
+        self.camera_names = tuple(m.name for m in self.camera_mounts)
+        self.T_ego_cams = [optical_pose_in_body(list(m.position), pitch_down=CAMERA_PITCH_DOWN,
+                                                yaw=np.radians(m.yaw_deg)) for m in self.camera_mounts]
         self.Ks = [intrinsics(c.width, c.height, c.hfov_deg) for c in self.config.cameras]
+        self.camera_delays_s = [m.trigger_delay_s if staggered_cameras else 0.0 for m in self.camera_mounts]
         self._spawn_agents(rng)
         self._buildings = self._spawn_buildings(rng)
 
@@ -132,16 +192,25 @@ class DrivingWorld(RayCastWorld):
         return index * self.config.frame_period_s
 
     def ego_pose(self, index: int) -> np.ndarray:
-        x = EGO_START_X + self.config.ego_speed * self._time(index)
+        return self._ego_pose_at(self._time(index))
+
+    def _ego_pose_at(self, time_s: float) -> np.ndarray:
+        x = EGO_START_X + self.config.ego_speed * time_s
         return make_pose(np.eye(3), [x, EGO_LANE_Y, 0.0])
 
     def agent_centers(self, index: int) -> np.ndarray:
+        return self._agent_centers_at(self._time(index))
+
+    def _agent_centers_at(self, time_s: float) -> np.ndarray:
         centers = self._centers.copy()
-        centers[:, :2] += self._velocities * self._time(index)
+        centers[:, :2] += self._velocities * time_s
         return centers
 
     def _set_scene(self, index: int) -> np.ndarray:
-        centers = self.agent_centers(index)
+        return self._set_scene_at(self._time(index))
+
+    def _set_scene_at(self, time_s: float) -> np.ndarray:
+        centers = self._agent_centers_at(time_s)
         agents = [YawBox(c, s, y) for c, s, y in zip(centers, self._sizes, self._yaws)]
         self.scene = Scene(agents + self._buildings, ground=Plane(0.0))
         n = len(agents)
@@ -187,14 +256,18 @@ class DrivingWorld(RayCastWorld):
 
     def frame(self, index: int) -> DrivingFrame:
         cfg = self.config
-        stamp_ns = int(round(self._time(index) * 1e9))
+        time_s = self._time(index)
+        stamp_ns = int(round(time_s * 1e9))
         T_world_ego = self.ego_pose(index)
-        self._set_scene(index)
         cameras = []
-        for cam_cfg, K, T_ego_cam in zip(cfg.cameras, self.Ks, self.T_ego_cams):
-            frame = self.render_camera(T_world_ego @ T_ego_cam, K, cam_cfg.width, cam_cfg.height, stamp_ns)
+        for cam_cfg, K, T_ego_cam, delay_s in zip(cfg.cameras, self.Ks, self.T_ego_cams, self.camera_delays_s):
+            # A staggered camera sees the ego and the agents where they are at its own exposure.
+            self._set_scene_at(time_s + delay_s)
+            frame = self.render_camera(self._ego_pose_at(time_s + delay_s) @ T_ego_cam, K, cam_cfg.width,
+                                       cam_cfg.height, stamp_ns + int(round(delay_s * 1e9)))
             frame.T_ego_cam = T_ego_cam
             cameras.append(frame)
+        self._set_scene(index)
         lidar = self.scan_lidar(T_world_ego @ self.T_ego_lidar, cfg.lidar, stamp_ns,
                                 rng=np.random.default_rng([self.seed, index]))
         lidar.T_ego_lidar = self.T_ego_lidar

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-MAP_CLASSES = ("drivable_area", "ped_crossing", "walkway", "stop_line", "carpark_area", "divider")
+from .classes import MAP_CLASSES
+
 LANE_WIDTH = 3.5
 MAIN_HALF_WIDTH = 2 * LANE_WIDTH  # two lanes each way
 CROSS_HALF_WIDTH = 5.0

@@ -1,7 +1,8 @@
 """ROS message <-> numpy conversions (the only place message layouts are interpreted).
 
 Callers write ``from ocgs_ros.ros import conversions`` and use the names below; the submodules
-are ``pointcloud``, ``image``, ``camera_info``, ``transforms``, ``builders`` and ``objects``.
+are ``pointcloud``, ``image``, ``camera_info``, ``transforms``, ``builders``, ``objects`` and
+``vision_detections``.
 """
 from ocgs_ros.ros.conversions.builders import (
     OCCUPANCY_UNKNOWN,
@@ -74,6 +75,7 @@ from ocgs_ros.ros.conversions.transforms import (
     wxyz_to_xyzw,
     xyzw_to_wxyz,
 )
+from ocgs_ros.ros.conversions.vision_detections import bev_to_vision_detections
 
 __all__ = [
     # pointcloud
@@ -96,4 +98,6 @@ __all__ = [
     # typed object / detection outputs
     "InstanceBoxes", "bev_to_detection_array", "codebook_color", "detection_array_to_bev", "detection_markers",
     "instances_to_boxes", "map_object_to_msg", "map_objects_to_msg", "object_markers",
+    # standard vision_msgs output
+    "bev_to_vision_detections",
 ]

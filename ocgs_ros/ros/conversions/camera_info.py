@@ -1,4 +1,9 @@
-"""sensor_msgs/CameraInfo <-> a small pinhole model, plus OpenCV undistortion helpers."""
+"""sensor_msgs/CameraInfo <-> a small pinhole model, plus OpenCV undistortion helpers.
+
+An unusable CameraInfo raises :class:`~ocgs_ros.mapping.errors.FrameRejected` (a ValueError) whose
+``reason`` names the part at fault: ``camera_info_size``, ``camera_info_k``,
+``camera_info_distortion`` or ``camera_info_projection``.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,6 +12,7 @@ import cv2
 import numpy as np
 from sensor_msgs.msg import CameraInfo
 
+from ocgs_ros.mapping.errors import FrameRejected
 from ocgs_ros.ros.conversions.transforms import to_stamp
 
 PLUMB_BOB = "plumb_bob"
@@ -56,32 +62,54 @@ class PinholeCamera:
 def _validated_intrinsics(K, width: int, height: int) -> np.ndarray:
     K = np.asarray(K, dtype=np.float64).reshape(-1)
     if K.size != 9:
-        raise ValueError(f"K must have 9 entries (3x3), got {K.size}")
+        raise FrameRejected("camera_info_k", f"K must have 9 entries (3x3), got {K.size}")
     K = K.reshape(3, 3)
     if not np.all(np.isfinite(K)):
-        raise ValueError("camera K has NaN/inf entries")
+        raise FrameRejected("camera_info_k", "camera K has NaN/inf entries")
     if int(width) <= 0 or int(height) <= 0:
-        raise ValueError(f"camera size must be positive, got width={width} height={height}")
+        raise FrameRejected("camera_info_size", f"camera size must be positive, got width={width} height={height}")
     if K[0, 0] <= 0 or K[1, 1] <= 0:
-        raise ValueError(f"camera focal lengths must be positive, got fx={K[0, 0]} fy={K[1, 1]} (uncalibrated camera?)")
+        raise FrameRejected("camera_info_k", f"camera focal lengths must be positive, got fx={K[0, 0]} "
+                                             f"fy={K[1, 1]} (uncalibrated camera?)")
     if not np.allclose(K[2], [0.0, 0.0, 1.0]):
-        raise ValueError(f"camera K's last row must be [0, 0, 1], got {K[2].tolist()}")
+        raise FrameRejected("camera_info_k", f"camera K's last row must be [0, 0, 1], got {K[2].tolist()}")
     return K
 
 
+def _validated_distortion(D, model: str) -> np.ndarray:
+    """D as float64 [n]; rejects NaN/inf, and non-zero coefficients that no known model can interpret
+    (all-zero D means "no distortion" whatever the model string says, as many drivers send it)."""
+    D = np.asarray(D, dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(D)):
+        raise FrameRejected("camera_info_distortion", "camera distortion D has NaN/inf entries")
+    if not D.any():
+        return D
+    lengths = {PLUMB_BOB: _OPENCV_PINHOLE_LENGTHS, RATIONAL_POLYNOMIAL: _OPENCV_PINHOLE_LENGTHS,
+               EQUIDISTANT: (4,)}.get(model)
+    if lengths is None:
+        raise FrameRejected("camera_info_distortion", f"unknown distortion model {model!r} with non-zero "
+                                                      f"coefficients (known: {PLUMB_BOB}, {RATIONAL_POLYNOMIAL}, "
+                                                      f"{EQUIDISTANT})")
+    if D.size not in lengths:
+        raise FrameRejected("camera_info_distortion", f"{model} distortion with {D.size} coefficients; "
+                                                      f"expected {' or '.join(map(str, lengths))}")
+    return D
+
+
 def camera_info_to_model(msg: CameraInfo) -> PinholeCamera:
-    """CameraInfo -> :class:`PinholeCamera`; raises ``ValueError`` for zero size, non-positive
-    focal lengths (an all-zero K is ROS' "uncalibrated") and NaN/inf in K, D or P.
+    """CameraInfo -> :class:`PinholeCamera`; raises :class:`FrameRejected` for zero size,
+    non-positive focal lengths (an all-zero K is ROS' "uncalibrated"), NaN/inf in K, D or P, and
+    non-zero distortion coefficients of an unknown model or of the wrong count.
 
     An all-zero P (drivers that only fill K) is replaced by ``[K | 0]``.
     """
     K = _validated_intrinsics(msg.k, msg.width, msg.height)
-    D = np.asarray(msg.d, dtype=np.float64).reshape(-1)
-    if not np.all(np.isfinite(D)):
-        raise ValueError("camera distortion D has NaN/inf entries")
-    P = np.asarray(msg.p, dtype=np.float64).reshape(3, 4)
-    if not np.all(np.isfinite(P)):
-        raise ValueError("camera projection P has NaN/inf entries")
+    D = _validated_distortion(msg.d, msg.distortion_model)
+    P = np.asarray(msg.p, dtype=np.float64).reshape(-1)
+    if P.size != 12 or not np.all(np.isfinite(P)):
+        raise FrameRejected("camera_info_projection", f"camera projection P has NaN/inf entries or not 12 "
+                                                      f"(3x4) of them: {P.tolist()}")
+    P = P.reshape(3, 4)
     if not P.any():
         P = np.hstack([K, np.zeros((3, 1))])
     return PinholeCamera(width=int(msg.width), height=int(msg.height), K=K, D=D,
@@ -94,9 +122,7 @@ def make_camera_info(K: np.ndarray, width: int, height: int, frame_id: str, stam
     K = _validated_intrinsics(K, width, height)
     if D is None:
         D = np.zeros(5 if distortion_model == PLUMB_BOB else 8 if distortion_model == RATIONAL_POLYNOMIAL else 4)
-    D = np.asarray(D, dtype=np.float64).reshape(-1)
-    if not np.all(np.isfinite(D)):
-        raise ValueError("camera distortion D has NaN/inf entries")
+    D = _validated_distortion(D, distortion_model)
     msg = CameraInfo()
     msg.header.frame_id = frame_id
     msg.header.stamp = to_stamp(stamp)

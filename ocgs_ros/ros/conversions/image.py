@@ -9,7 +9,10 @@ and ``desired_encoding`` conversions follow cv_bridge's rules (colour <-> colour
 between equal channel counts). :func:`get_cv_bridge` hands out the real one when it works.
 
 The convenience functions at the bottom produce the core's contracts (docs/conventions.md):
-uint8 RGB ``[H, W, 3]`` images and float32 metre depth.
+uint8 RGB ``[H, W, 3]`` images and float32 metre depth. They check every message first
+(:func:`check_image_message`) and reject a malformed one with
+:class:`~ocgs_ros.mapping.errors.FrameRejected` naming the problem (``image_empty``,
+``image_encoding``, ``depth_step``, ...), so nothing malformed reaches numpy or OpenCV.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ import cv2
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 
+from ocgs_ros.mapping.errors import FrameRejected
 from ocgs_ros.ros.conversions.transforms import to_stamp
 
 
@@ -282,15 +286,46 @@ _DEPTH_MM_ENCODINGS = ("16UC1", "mono16")
 _DEPTH_M_ENCODINGS = ("32FC1",)
 
 
+#: Largest accepted image side: 16384 px holds any camera sold today (and OpenCV's remap and warp
+#: functions stop at 32767); beyond it a message is corrupt, not a picture.
+MAX_IMAGE_SIDE = 16384
+
+
+def check_image_message(msg: Image, encodings, what: str = "image") -> tuple[np.dtype, int]:
+    """Validate an Image's layout before any array is built from it -> (dtype, channels).
+
+    Raises :class:`FrameRejected` with reason ``<what>_empty`` (zero width or height),
+    ``<what>_too_large`` (a side over :data:`MAX_IMAGE_SIDE`), ``<what>_encoding`` (not one of
+    ``encodings``), ``<what>_step`` (step shorter than a row of pixels) or ``<what>_data_length``
+    (data is not height * step bytes).
+    """
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    label = f"{what} ({msg.encoding!r}, {width}x{height})"
+    if width == 0 or height == 0:
+        raise FrameRejected(f"{what}_empty", f"{label} has no pixels")
+    if width > MAX_IMAGE_SIDE or height > MAX_IMAGE_SIDE:
+        raise FrameRejected(f"{what}_too_large", f"{label} exceeds {MAX_IMAGE_SIDE} px per side")
+    if msg.encoding not in encodings:
+        raise FrameRejected(f"{what}_encoding", f"{label}: encoding must be one of {sorted(encodings)}")
+    dtype, channels = encoding_to_dtype_with_channels(msg.encoding)
+    row_bytes = width * channels * dtype.itemsize
+    if step < row_bytes:
+        raise FrameRejected(f"{what}_step", f"{label}: step {step} is shorter than a row of pixels "
+                                            f"({width} * {channels} * {dtype.itemsize} = {row_bytes} bytes)")
+    if len(msg.data) != height * step:
+        raise FrameRejected(f"{what}_data_length", f"{label}: data has {len(msg.data)} bytes, "
+                                                   f"height * step = {height} * {step} = {height * step}")
+    return dtype, channels
+
+
 def image_msg_to_rgb(msg: Image) -> np.ndarray:
     """Any colour/mono Image (rgb/bgr/rgba/bgra 8/16 bit, mono8/16) -> uint8 RGB ``[H, W, 3]``.
 
     Mono is replicated into the three channels; 16-bit data is scaled to 8 bits as cv_bridge does.
-    Non-colour encodings (8UC3, 32FC1, ...) raise :class:`CvBridgeError`: their channel meaning is unknown.
+    A malformed message, or a non-colour encoding (8UC3, 32FC1, ...: their channel meaning is
+    unknown), raises :class:`FrameRejected` (see :func:`check_image_message`, ``what="image"``).
     """
-    if msg.encoding not in _COLOUR_ENCODINGS:
-        encoding_to_dtype_with_channels(msg.encoding)  # unknown -> "unsupported image encoding"
-        raise CvBridgeError(f"image encoding {msg.encoding!r} is not a colour/mono encoding; cannot make RGB from it")
+    check_image_message(msg, _COLOUR_ENCODINGS, "image")
     return _BRIDGE.imgmsg_to_cv2(msg, desired_encoding="rgb8")
 
 
@@ -309,15 +344,15 @@ def depth_msg_to_metres(msg: Image) -> np.ndarray:
     """Depth Image -> float32 ``[H, W]`` metres, ``0.0`` = no return (the core's convention).
 
     ``16UC1``/``mono16`` hold millimetres (REP 118: 0 = invalid); ``32FC1`` holds metres, where
-    NaN/inf (REP 118's invalid / out-of-range markers) become 0.
+    NaN/inf (REP 118's invalid / out-of-range markers) and negative depths become 0. A malformed
+    message raises :class:`FrameRejected` (see :func:`check_image_message`, ``what="depth"``).
     """
+    check_image_message(msg, _DEPTH_MM_ENCODINGS + _DEPTH_M_ENCODINGS, "depth")
     if msg.encoding in _DEPTH_MM_ENCODINGS:
         return _BRIDGE.imgmsg_to_cv2(msg).astype(np.float32) * np.float32(1e-3)
-    if msg.encoding in _DEPTH_M_ENCODINGS:
-        depth = _BRIDGE.imgmsg_to_cv2(msg)
-        depth[~np.isfinite(depth)] = 0.0
-        return depth
-    raise ValueError(f"depth image encoding {msg.encoding!r} is not one of {_DEPTH_MM_ENCODINGS + _DEPTH_M_ENCODINGS}")
+    depth = _BRIDGE.imgmsg_to_cv2(msg)
+    depth[~(np.isfinite(depth) & (depth >= 0.0))] = 0.0  # no sensor measures a negative depth
+    return depth
 
 
 def metres_to_depth_msg(depth: np.ndarray, frame_id: str, stamp, encoding: str = "32FC1") -> Image:

@@ -3,11 +3,11 @@
 
 Map objects are duck-typed: anything with the attributes of ``ocgs_ros.gaussians.objects.MapObject``
 (``id, codebook_entry, confidence, box_center [3], box_size [3], box_rotation [3, 3], num_gaussians,
-mean_color [3]``) converts, so this module does not import the core library.
+mean_color [3]``) converts, so this module does not import the map library (only the shared
+codebook palette, ``ocgs_ros.mapping.palette``).
 """
 from __future__ import annotations
 
-import colorsys
 import math
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -16,22 +16,13 @@ import numpy as np
 from geometry_msgs.msg import Vector3
 from std_msgs.msg import ColorRGBA
 
+from ocgs_ros.mapping.palette import codebook_color  # noqa: F401 (one palette; re-exported)
 from ocgs_ros.ros.conversions.transforms import (
     make_transform,
     matrix_to_pose,
     pose_to_matrix,
     to_stamp,
 )
-
-#: golden-ratio hue steps: neighbouring codebook entries get clearly different colours
-_GOLDEN = 0.6180339887498949
-
-
-def codebook_color(entry: int) -> np.ndarray:
-    """A stable, distinct RGB colour in [0, 1] for codebook entry ``entry`` (grey for -1 = none)."""
-    if entry < 0:
-        return np.array([0.6, 0.6, 0.6])
-    return np.array(colorsys.hsv_to_rgb((entry * _GOLDEN) % 1.0, 0.75, 0.95))
 
 
 def _vec3(values, what: str) -> np.ndarray:
@@ -139,7 +130,9 @@ def object_markers(objects: Sequence, frame_id: str, stamp, alpha: float = 0.35)
 # --------------------------------------------------------------------------------------------
 # BEV detections
 # --------------------------------------------------------------------------------------------
-def _check_bev_boxes(boxes, scores, labels, class_names) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def check_bev_boxes(boxes, scores, labels, class_names) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """BEV model output -> (boxes float64 [D, 9], scores [D], labels int64 [D]); ValueError naming
+    the first problem (shape, NaN/inf, label outside ``class_names``)."""
     boxes = np.asarray(boxes, dtype=np.float64)
     n = boxes.shape[0] if boxes.ndim == 2 else -1
     if boxes.shape != (n, 9):
@@ -155,7 +148,8 @@ def _check_bev_boxes(boxes, scores, labels, class_names) -> tuple[np.ndarray, np
     return boxes, scores, labels.astype(np.int64)
 
 
-def _yaw_pose(x: float, y: float, z: float, yaw: float):
+def yaw_pose(x: float, y: float, z: float, yaw: float):
+    """``geometry_msgs/Pose`` at (x, y, z) turned by ``yaw`` about +z."""
     c, s = math.cos(yaw), math.sin(yaw)
     return matrix_to_pose(make_transform(np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]), [x, y, z]))
 
@@ -165,7 +159,7 @@ def bev_to_detection_array(boxes, scores, labels, class_names: Sequence[str], fr
     ``ocgs_ros_interfaces/Detection3DArray``."""
     from ocgs_ros_interfaces.msg import Detection3D, Detection3DArray
 
-    boxes, scores, labels = _check_bev_boxes(boxes, scores, labels, class_names)
+    boxes, scores, labels = check_bev_boxes(boxes, scores, labels, class_names)
     msg = Detection3DArray()
     msg.header.frame_id = frame_id
     msg.header.stamp = to_stamp(stamp)
@@ -174,7 +168,7 @@ def bev_to_detection_array(boxes, scores, labels, class_names: Sequence[str], fr
         d.class_id = int(label)
         d.class_name = str(class_names[label])
         d.score = float(np.clip(score, 0.0, 1.0))
-        d.pose = _yaw_pose(box[0], box[1], box[2], box[6])
+        d.pose = yaw_pose(box[0], box[1], box[2], box[6])
         d.size = Vector3(x=float(box[3]), y=float(box[4]), z=float(box[5]))
         d.velocity = Vector3(x=float(box[7]), y=float(box[8]), z=0.0)
         msg.detections.append(d)
@@ -205,7 +199,7 @@ def detection_markers(boxes, scores, labels, class_names: Sequence[str], frame_i
     """BEV boxes -> wireframe MarkerArray with ``class score`` labels, coloured by class."""
     from ocgs_ros.ros.conversions.builders import boxes_to_marker_array
 
-    boxes, scores, labels = _check_bev_boxes(boxes, scores, labels, class_names)
+    boxes, scores, labels = check_bev_boxes(boxes, scores, labels, class_names)
     names = [str(class_names[i]) for i in labels]
     colors = np.array([_CLASS_COLORS.get(n, codebook_color(int(i))) for n, i in zip(names, labels)]).reshape(-1, 3)
     text = [f"{n} {s:.2f}" for n, s in zip(names, scores)]

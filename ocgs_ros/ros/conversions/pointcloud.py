@@ -5,6 +5,10 @@ and views the buffer with strides ``(row_step, point_step)``, so padding inside 
 at the end of each row and organised ``[height, width]`` clouds cost nothing and no Python loop
 ever runs per point. Writing always produces a dense little-endian layout (fields packed in the
 order of the input dtype, ``row_step = width * point_step``).
+
+A malformed cloud raises :class:`~ocgs_ros.mapping.errors.FrameRejected` (a ValueError) whose
+``reason`` names the fault: ``pointcloud_bigendian``, ``pointcloud_step``,
+``pointcloud_data_length``, ``pointcloud_fields`` or ``pointcloud_datatype``.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from typing import Iterable, Sequence
 import numpy as np
 from sensor_msgs.msg import PointCloud2, PointField
 
+from ocgs_ros.mapping.errors import FrameRejected
 from ocgs_ros.ros.conversions.transforms import to_stamp
 
 # PointField datatype constants -> little-endian numpy scalar types.
@@ -37,27 +42,31 @@ _XYZ = ("x", "y", "z")
 def pointfields_to_dtype(fields: Sequence[PointField], point_step: int) -> np.dtype:
     """The numpy dtype (offsets as in the message, ``itemsize = point_step``) for ``fields``.
 
-    Raises ``ValueError`` for unknown datatypes, ``count == 0``, duplicate names, fields that
-    extend past ``point_step`` and fields that overlap each other.
+    Raises :class:`FrameRejected` for unknown datatypes (``pointcloud_datatype``), and for
+    ``count == 0``, empty or duplicate names, fields that extend past ``point_step`` and fields that
+    overlap each other (``pointcloud_fields``).
     """
     names, formats, offsets = [], [], []
     extents = []  # (offset, end, name) for the overlap check
     for field in fields:
+        if not field.name:  # numpy would build the dtype but never find the field again
+            raise FrameRejected("pointcloud_fields", "PointCloud2 has a field with an empty name")
         if field.name in names:
-            raise ValueError(f"PointCloud2 has two fields named {field.name!r}")
+            raise FrameRejected("pointcloud_fields", f"PointCloud2 has two fields named {field.name!r}")
         base = DATATYPE_TO_DTYPE.get(field.datatype)
         if base is None:
-            raise ValueError(
-                f"PointCloud2 field {field.name!r} has unknown datatype {field.datatype} "
+            raise FrameRejected(
+                "pointcloud_datatype", f"PointCloud2 field {field.name!r} has unknown datatype {field.datatype} "
                 f"(valid: {sorted(DATATYPE_TO_DTYPE)})"
             )
         if field.count < 1:
-            raise ValueError(f"PointCloud2 field {field.name!r} has count {field.count}; it must be >= 1")
+            raise FrameRejected("pointcloud_fields",
+                                f"PointCloud2 field {field.name!r} has count {field.count}; it must be >= 1")
         size = base.itemsize * field.count
         if field.offset + size > point_step:
-            raise ValueError(
-                f"PointCloud2 field {field.name!r} (offset {field.offset}, {size} bytes) extends past "
-                f"point_step {point_step}"
+            raise FrameRejected(
+                "pointcloud_fields", f"PointCloud2 field {field.name!r} (offset {field.offset}, {size} bytes) "
+                f"extends past point_step {point_step}"
             )
         names.append(field.name)
         formats.append(base if field.count == 1 else (base, (field.count,)))
@@ -66,8 +75,11 @@ def pointfields_to_dtype(fields: Sequence[PointField], point_step: int) -> np.dt
     extents.sort()
     for (_, end_a, name_a), (start_b, _, name_b) in zip(extents, extents[1:]):
         if start_b < end_a:
-            raise ValueError(f"PointCloud2 fields {name_a!r} and {name_b!r} overlap")
-    return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": point_step})
+            raise FrameRejected("pointcloud_fields", f"PointCloud2 fields {name_a!r} and {name_b!r} overlap")
+    try:
+        return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": point_step})
+    except (ValueError, TypeError, OverflowError) as exc:  # e.g. a point_step numpy cannot lay out
+        raise FrameRejected("pointcloud_step", f"PointCloud2 layout with point_step {point_step}: {exc}") from exc
 
 
 def dtype_to_pointfields(dtype: np.dtype) -> tuple[list[PointField], np.dtype]:
@@ -116,16 +128,18 @@ def _data_as_uint8(data) -> np.ndarray:
 
 def _check_cloud_layout(msg: PointCloud2) -> None:
     if msg.is_bigendian:
-        raise ValueError("big-endian PointCloud2 (is_bigendian=True) is not supported")
+        raise FrameRejected("pointcloud_bigendian", "big-endian PointCloud2 (is_bigendian=True) is not supported")
     if msg.width > 0 and msg.height > 0 and msg.point_step == 0:
-        raise ValueError("PointCloud2 has point_step 0 but width*height > 0 points")
+        raise FrameRejected("pointcloud_step", "PointCloud2 has point_step 0 but width*height > 0 points")
     if msg.row_step < msg.width * msg.point_step:
-        raise ValueError(
+        raise FrameRejected(
+            "pointcloud_step",
             f"PointCloud2 row_step {msg.row_step} < width * point_step = {msg.width} * {msg.point_step}"
         )
     expected = msg.height * msg.row_step
     if len(msg.data) != expected:
-        raise ValueError(
+        raise FrameRejected(
+            "pointcloud_data_length",
             f"PointCloud2 data length {len(msg.data)} does not match height * row_step = "
             f"{msg.height} * {msg.row_step} = {expected}"
         )
@@ -156,7 +170,8 @@ def pointcloud2_to_array(msg: PointCloud2, skip_nans: bool = True, field_names: 
         field_names = list(field_names)
         missing = [n for n in field_names if n not in layout.names]
         if missing:
-            raise ValueError(f"PointCloud2 has no field(s) {missing}; it has {list(layout.names)}")
+            raise FrameRejected("pointcloud_fields",
+                                f"PointCloud2 has no field(s) {missing}; it has {list(layout.names)}")
     else:
         field_names = list(layout.names)
     out_dtype = _packed(layout[field_names] if field_names else np.dtype([]))

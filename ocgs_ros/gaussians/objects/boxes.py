@@ -1,0 +1,76 @@
+"""Box geometry of map objects: oriented (gravity-aligned or full PCA) and axis-aligned boxes over
+Gaussians, and the Gaussians' covariances in the map frame.
+
+Boxes cover each Gaussian's centre +- ``box_sigma`` standard deviations (a Gaussian is a surface
+patch, not a point), with the outermost ``box_trim`` fraction per face ignored. The oriented box is
+gravity-aligned by default (``up_axis``; yaw from the principal axes of the footprint), which suits
+objects standing on a support; ``up_axis=None`` gives a full 3D PCA box.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from gsplat.cuda._torch_impl import _quat_scale_to_covar_preci  # CPU-capable (docs: shared README)
+
+from ocgs_ros.gaussians.map import GaussianMap
+
+
+def rotation_from_up(up) -> np.ndarray:
+    """A rotation whose third column is the unit ``up`` vector."""
+    z = np.asarray(up, dtype=np.float64)
+    z = z / np.linalg.norm(z)
+    helper = np.array([1.0, 0.0, 0.0]) if abs(z[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+    x = helper - z * (helper @ z)
+    x /= np.linalg.norm(x)
+    return np.stack([x, np.cross(z, x), z], axis=1)
+
+
+def oriented_box(points: np.ndarray, up_axis=(0.0, 0.0, 1.0), half_extents: np.ndarray | None = None,
+                 trim: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(center [3], size [3], rotation [3,3])`` of ``points [P,3]``: gravity-aligned (yaw from the
+    principal axes of the points projected on the plane normal to ``up_axis``) or, with
+    ``up_axis=None``, along the 3D principal axes. Axes form a right-handed rotation.
+    ``half_extents [P,3]`` (world-axis standard deviations of each Gaussian) widen the box;
+    ``trim`` ignores that fraction of points beyond each face."""
+    points = np.asarray(points, dtype=np.float64)
+    mean = points.mean(axis=0)
+    if up_axis is None:
+        _, vectors = np.linalg.eigh(np.cov((points - mean).T) if len(points) > 1 else np.eye(3))
+        rotation = vectors[:, ::-1].copy()  # largest spread first
+    else:
+        base = rotation_from_up(up_axis)
+        planar = (points - mean) @ base[:, :2]
+        if len(points) > 1:
+            _, vectors = np.linalg.eigh(np.cov(planar.T))
+            major = vectors[:, -1]
+        else:
+            major = np.array([1.0, 0.0])
+        x = base[:, :2] @ major
+        rotation = np.stack([x, np.cross(base[:, 2], x), base[:, 2]], axis=1)
+    if np.linalg.det(rotation) < 0:
+        rotation[:, 2] *= -1
+    local = (points - mean) @ rotation
+    extent = np.zeros_like(local) if half_extents is None else np.asarray(half_extents) @ np.abs(rotation)
+    lo, hi = trimmed_bounds(local, extent, trim)
+    return mean + rotation @ ((lo + hi) / 2), hi - lo, rotation
+
+
+def trimmed_bounds(points: np.ndarray, extent: np.ndarray, trim: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(min, max)`` of ``points +- extent``, ignoring the ``trim`` fraction beyond each face."""
+    low, high = points - extent, points + extent
+    if trim <= 0:
+        return low.min(axis=0), high.max(axis=0)
+    return np.quantile(low, trim, axis=0), np.quantile(high, 1 - trim, axis=0)
+
+
+@torch.no_grad()
+def world_covariance(gmap: GaussianMap) -> np.ndarray:
+    """Covariance of every Gaussian in the map frame ``[N, 3, 3]`` (gsplat's, from quaternion and
+    scales)."""
+    covars, _ = _quat_scale_to_covar_preci(gmap.quats_normalized(), gmap.scales_act(), True, False)
+    return covars.numpy().astype(np.float64)
+
+
+def axis_std(covars: np.ndarray) -> np.ndarray:
+    """Standard deviation along the map axes ``[N, 3]`` of covariances ``[N, 3, 3]``."""
+    return np.sqrt(np.diagonal(covars, axis1=1, axis2=2).clip(0.0))

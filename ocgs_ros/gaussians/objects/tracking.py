@@ -1,0 +1,113 @@
+"""ObjectTracker: stable object ids while the map grows, queries, and the objects JSON.
+
+Stable ids (:class:`ObjectTracker`): each update matches the new instances to the previous ones of
+the *same entry* by Hungarian assignment on centroid distance (pairs further than
+``match_max_distance`` apart and with disjoint boxes are not allowed); matched instances keep their
+id, the rest get fresh ids. Ids are never reused.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from ocgs_ros.evaluation import box_iou_3d
+from ocgs_ros.gaussians.map import GaussianMap
+
+from .config import ObjectConfig
+from .extraction import extract_instances
+from .map_object import MapObject, as_vector
+
+OBJECTS_FORMAT = "ocgs_ros.objects"
+OBJECTS_FORMAT_VERSION = 1
+
+
+class ObjectTracker:
+    """Keeps object ids stable between calls to :meth:`update` (see module docstring)."""
+
+    def __init__(self, config: ObjectConfig | None = None):
+        self.config = config or ObjectConfig()
+        self.objects: list[MapObject] = []
+        self.next_id = 1  # 0 is the background label of rendered instance masks
+        self.updates = 0
+
+    def update(self, gmap: GaussianMap) -> list[MapObject]:
+        """Extract the instances of ``gmap`` and give them ids matched to the previous update."""
+        current = extract_instances(gmap, self.config)
+        previous = self.objects
+        ids: list[int | None] = [None] * len(current)
+        if previous and current:
+            big = 1e9
+            cost = np.full((len(current), len(previous)), big)
+            for i, obj in enumerate(current):
+                for j, old in enumerate(previous):
+                    if obj.codebook_entry != old.codebook_entry:
+                        continue
+                    distance = float(np.linalg.norm(obj.centroid - old.centroid))
+                    if distance <= self.config.match_max_distance or box_iou_3d(obj.aabb_box(), old.aabb_box()) > 0:
+                        cost[i, j] = distance
+            rows, cols = linear_sum_assignment(cost)
+            for i, j in zip(rows, cols):
+                if cost[i, j] < big:
+                    ids[i] = previous[j].id
+        for i, obj in enumerate(current):
+            if ids[i] is None:
+                ids[i] = self.next_id
+                self.next_id += 1
+            obj.id = ids[i]
+        self.objects = sorted(current, key=lambda o: o.id)
+        self.updates += 1
+        return self.objects
+
+    # -- queries ------------------------------------------------------------------------------
+    def get(self, object_id: int) -> MapObject | None:
+        return next((o for o in self.objects if o.id == object_id), None)
+
+    def query_by_codebook(self, entry: int) -> list[MapObject]:
+        """Objects whose codebook entry is ``entry``."""
+        return [o for o in self.objects if o.codebook_entry == int(entry)]
+
+    def query_by_point(self, point, radius: float) -> list[MapObject]:
+        """Objects whose oriented box comes within ``radius`` of ``point``, nearest first."""
+        point = as_vector(point, 3)
+        if radius < 0:
+            raise ValueError(f"query_by_point: radius must be >= 0, got {radius}")
+        hits = [(o.distance_to(point), o) for o in self.objects]
+        return [o for d, o in sorted(hits, key=lambda t: (t[0], t[1].id)) if d <= radius]
+
+    def query_by_box(self, center, size, rotation=None) -> list[MapObject]:
+        """Objects whose centroid lies inside the box ``center [3]``, ``size [3]`` (full extents),
+        ``rotation [3,3]`` (box axes as columns; identity when None)."""
+        center, size = as_vector(center, 3), as_vector(size, 3)
+        if np.any(size < 0):
+            raise ValueError(f"query_by_box: size must be >= 0, got {size.tolist()}")
+        rotation = np.eye(3) if rotation is None else np.asarray(rotation, dtype=np.float64).reshape(3, 3)
+        inside = []
+        for o in self.objects:
+            local = (o.centroid - center) @ rotation
+            if np.all(np.abs(local) <= size / 2):
+                inside.append(o)
+        return inside
+
+    # -- persistence --------------------------------------------------------------------------
+    def to_json(self) -> dict:
+        config = dataclasses.asdict(self.config)
+        config["up_axis"] = None if self.config.up_axis is None else list(self.config.up_axis)
+        return {"format": OBJECTS_FORMAT, "format_version": OBJECTS_FORMAT_VERSION, "config": config,
+                "next_id": self.next_id, "updates": self.updates, "objects": [o.to_json() for o in self.objects]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ObjectTracker":
+        if not isinstance(data, dict) or data.get("format") != OBJECTS_FORMAT:
+            raise ValueError(f"not an objects JSON (format must be {OBJECTS_FORMAT!r})")
+        if int(data.get("format_version", -1)) > OBJECTS_FORMAT_VERSION:
+            raise ValueError(f"objects JSON format_version {data['format_version']} is newer than "
+                             f"{OBJECTS_FORMAT_VERSION}")
+        tracker = cls(ObjectConfig.from_dict(data["config"]))
+        tracker.objects = [MapObject.from_json(o) for o in data["objects"]]
+        tracker.next_id = int(data["next_id"])
+        tracker.updates = int(data.get("updates", 0))
+        if tracker.objects and tracker.next_id <= max(o.id for o in tracker.objects):
+            raise ValueError("objects JSON: next_id must exceed every object id")
+        return tracker
