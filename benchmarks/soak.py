@@ -20,7 +20,6 @@ latency median / p90; errors (log lines at ERROR, tracebacks, rejected input fra
 from __future__ import annotations
 
 import argparse
-import collections
 import os
 import signal
 import subprocess

@@ -2,7 +2,10 @@
     [namespace:=NS] [mapping:=true] [bev:=false] [image_topic:=...] [camera_info_topic:=...]
     [points_topic:=...] [rviz:=false] ...
 
-Starts the ocgs_ros nodes with one parameter YAML. The pip-only equivalent is the ``bringup``
+Starts the ocgs_ros nodes with one parameter YAML. Several cameras (bev_perception_node's
+``image_topics`` / ``camera_info_topics`` lists) come from that YAML: ``config:=config/driving_surround.yaml``
+for the six-camera surround rig, or a copy naming your topics (the bring-up also takes
+``image_topics:=[...]`` / ``camera_info_topics:=[...]``). The pip-only equivalent is the ``bringup``
 command (ocgs_ros/bringup.py), which declares the same arguments and starts the same executables
 with the same YAML; test/test_launch_parity.py keeps the two in step.
 

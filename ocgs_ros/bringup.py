@@ -80,6 +80,14 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
     "rviz": ("false", "Start rviz2 with config/ocgs.rviz (Gaussians, objects, BEV boxes, map layers, camera)."),
 }
 
+#: bring-up only: bev_perception_node's camera lists (several cameras cannot be one launch_ros
+#: remapping; under ``ros2 launch`` put the lists in the YAML, as config/driving_surround.yaml does)
+CAMERA_LIST_ARGUMENTS: dict[str, str] = {
+    "image_topics": "BEV node's Image topics, one per camera in the model's order: [/cam_front/image_raw,"
+                    "/cam_back/image_raw,...] ('' = the YAML's image_topics).",
+    "camera_info_topics": "BEV node's CameraInfo topics in the same order ('' = the YAML's camera_info_topics).",
+}
+
 #: bring-up only (launch has its own process control): stop after this many seconds.
 DURATION_HELP = "Stop after this many seconds (0 = until Ctrl-C or until a finite source ends)."
 #: seconds a finished run (duration, finite source) lets each worker finish its frame, so the
@@ -155,6 +163,18 @@ def sensor_remappings(arguments: dict[str, str]) -> list[tuple[str, str]]:
     return [(default, arguments[name]) for name, default in SENSOR_REMAPS.items() if arguments[name] != default]
 
 
+def topic_list(name: str, text: str) -> list[str]:
+    """``[/a/image, /b/image]`` or ``/a/image,/b/image`` -> topic names; StartUpError if empty."""
+    inner = text.strip()
+    if inner.startswith("[") and inner.endswith("]"):
+        inner = inner[1:-1]
+    topics = [topic.strip().strip("'\"") for topic in inner.split(",")]
+    if not topics or not all(topics):
+        raise StartUpError(f"{name}: expected a list of topics like [/cam_front/image_raw,/cam_back/image_raw], "
+                           f"got {text!r}")
+    return topics
+
+
 def plan_nodes(arguments: dict[str, str], output: Path) -> list[NodePlan]:
     """Which nodes to start, with per-node overrides, from launch-style arguments."""
     use_sim_time = _flag(arguments, "use_sim_time")
@@ -173,7 +193,8 @@ def plan_nodes(arguments: dict[str, str], output: Path) -> list[NodePlan]:
     if _flag(arguments, "mapping"):
         plans.append(NodePlan("object_mapping_node", dict(common), remaps, namespace))
     if _flag(arguments, "bev"):
-        plans.append(NodePlan("bev_perception_node", dict(common), remaps, namespace))
+        cameras = {key: topic_list(key, arguments[key]) for key in CAMERA_LIST_ARGUMENTS if arguments.get(key)}
+        plans.append(NodePlan("bev_perception_node", {**common, **cameras}, remaps, namespace))
     return plans
 
 
@@ -190,12 +211,14 @@ def parse_arguments(argv: list[str]) -> tuple[dict[str, str], float, list[str]]:
         prog="bringup",
         description=__doc__.split("\n\n")[0],
         epilog="Launch arguments (key:=value): "
-        + "; ".join(f"{k} (default {d!r}): {h}" for k, (d, h) in LAUNCH_ARGUMENTS.items()),
+        + "; ".join(f"{k} (default {d!r}): {h}" for k, (d, h) in LAUNCH_ARGUMENTS.items())
+        + "; bring-up only: " + "; ".join(f"{k}: {h}" for k, h in CAMERA_LIST_ARGUMENTS.items()),
     )
     parser.add_argument("--duration", type=float, default=0.0, help=DURATION_HELP)
     parser.add_argument("launch_arguments", nargs="*", metavar="key:=value")
     ns = parser.parse_args(argv)
     arguments = {k: d for k, (d, _) in LAUNCH_ARGUMENTS.items()}
+    arguments.update({k: "" for k in CAMERA_LIST_ARGUMENTS})
     for token in ns.launch_arguments:
         key, sep, value = token.partition(":=")
         if not sep:
@@ -208,6 +231,8 @@ def parse_arguments(argv: list[str]) -> tuple[dict[str, str], float, list[str]]:
             continue
         if key not in arguments:
             raise StartUpError(f"unknown launch argument {key!r}; known: {', '.join(sorted(arguments))} and duration")
+        if key in CAMERA_LIST_ARGUMENTS:
+            topic_list(key, value)  # a malformed list is refused here, in one line
         arguments[key] = value
     if arguments["namespace"]:
         try:

@@ -26,6 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ocgs_ros import bringup
+from ocgs_ros.atomic_io import atomic_write_json
+from ocgs_ros.ros import conversions
+from ocgs_ros.ros.bag_report import lidar_overlay, save_overlay_sheet, synchronized_frames, topic_statistics
+from ocgs_ros.ros.run_report import bev_report, plain_json, tabletop_report
+from ocgs_ros.sim.consistency import lidar_camera_instance_agreement
+
 DEFAULT_DURATION_S = 60.0
 DEFAULT_BEV_DURATION_S = 20.0
 #: the tabletop the shipped GOCL model is trained on, with square images as in its training, and the
@@ -40,8 +47,6 @@ WORLD_PARAMETERS = {"tabletop_gocl": {"image_width": 128, "image_height": 128, "
 def instance_agreement(frames: list[dict], tf_buffer) -> tuple[float, int]:
     """LiDAR/camera ground-truth agreement measured on the *recorded messages* (extrinsics from the
     bag's /tf_static, intrinsics from CameraInfo), i.e. through the whole ROS path."""
-    from ocgs_ros.ros import conversions
-    from ocgs_ros.sim.consistency import lidar_camera_instance_agreement
 
     bridge = conversions.CvBridge()
     agreeing = visible = 0
@@ -59,8 +64,6 @@ def instance_agreement(frames: list[dict], tf_buffer) -> tuple[float, int]:
 
 
 def analyse_run(output: Path) -> dict:
-    from ocgs_ros.ros.bag_report import lidar_overlay, save_overlay_sheet, synchronized_frames, topic_statistics
-
     bag = output / "sensors_bag"
     stats = topic_statistics(bag)
     tf_buffer, frames = synchronized_frames(
@@ -101,11 +104,21 @@ def _split(args: list[str], key: str, default: float) -> tuple[float, list[str]]
     return value, rest
 
 
-def main(argv: list[str] | None = None) -> None:
-    from ocgs_ros import bringup
-    from ocgs_ros.atomic_io import atomic_write_json
-    from ocgs_ros.ros.run_report import bev_report, plain_json, tabletop_report
+def _run_part(name: str, args: list[str], before_shutdown) -> dict:
+    """One bring-up of the demo; a bad start-up is one line and exit 2, an interrupted run (Ctrl-C)
+    ends the demo with exit 0 and no metrics (its figures would describe a cut-short run)."""
+    try:
+        summary = bringup.run(args, before_shutdown=before_shutdown)
+    except bringup.StartUpError as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if summary.get("interrupted_by"):
+        print(f"demo: {name} run interrupted by {summary['interrupted_by']}; outputs so far in {summary['output']}")
+        raise SystemExit(0)
+    return summary
 
+
+def main(argv: list[str] | None = None) -> None:
     given_args = list(sys.argv[1:] if argv is None else argv)
     duration, args = _split(given_args, "duration", DEFAULT_DURATION_S)
     bev_duration, args = _split(args, "bev_duration", DEFAULT_BEV_DURATION_S)
@@ -128,16 +141,18 @@ def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
 
     # 1. tabletop: sensors -> object map
-    tabletop = bringup.run(["sim:=true", "record:=true", f"world:={world}", "mapping:=true", "bev:=false",
-                            f"output:={output}", f"duration:={duration}", *rest, *tabletop_ros],
-                           before_shutdown=lambda nodes, out: tabletop_report(nodes["object_mapping_node"],
-                                                                              nodes["sim_publisher"], out))
+    tabletop = _run_part("tabletop", ["sim:=true", "record:=true", f"world:={world}", "mapping:=true",
+                                               "bev:=false", f"output:={output}", f"duration:={duration}", *rest,
+                                               *tabletop_ros],
+                         before_shutdown=lambda nodes, out: tabletop_report(nodes["object_mapping_node"],
+                                                                            nodes["sim_publisher"], out))
     mapping_stats = tabletop["node_stats"]["object_mapping_node"]
     # 2. driving: sensors -> BEV detections and map layers
-    driving = bringup.run(["sim:=true", "record:=false", "world:=driving", "mapping:=false", "bev:=true",
-                           f"output:={output / 'bev'}", f"duration:={bev_duration}", *rest, *driving_ros],
-                          before_shutdown=lambda nodes, out: bev_report(nodes["bev_perception_node"],
-                                                                        nodes["sim_publisher"], out))
+    driving = _run_part("driving", ["sim:=true", "record:=false", "world:=driving", "mapping:=false",
+                                             "bev:=true", f"output:={output / 'bev'}", f"duration:={bev_duration}",
+                                             *rest, *driving_ros],
+                        before_shutdown=lambda nodes, out: bev_report(nodes["bev_perception_node"],
+                                                                      nodes["sim_publisher"], out))
     bev_stats = driving["node_stats"]["bev_perception_node"]
 
     report = tabletop["before_shutdown"]

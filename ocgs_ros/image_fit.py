@@ -102,8 +102,9 @@ class ImageFit:
 
     def apply(self, image: np.ndarray, interpolation: int | None = None, fill=0) -> np.ndarray:
         """``image`` ``[H, W]`` or ``[H, W, C]`` at ``source_size`` -> the target image. Default
-        interpolation: area when shrinking both ways, bilinear otherwise (``cv2.INTER_NEAREST``
-        for labels or depth); bars are ``fill``."""
+        interpolation: area when shrinking both ways, bilinear otherwise (``cv2.INTER_NEAREST_EXACT``
+        for labels or depth: it samples at pixel centres, where ``INTER_NEAREST`` is off by up to
+        a source pixel); bars are ``fill``."""
         if tuple(image.shape[:2]) != tuple(self.source_size):
             raise ValueError(f"ImageFit.apply: image is {list(image.shape[:2])}, this fit is for "
                              f"{list(self.source_size)}")

@@ -28,7 +28,9 @@ def setting_name(executable: str, suffix: str) -> str:
 
 
 def truncated(source, tmp_path) -> str:
-    """A checkpoint cut off mid-file, as an interrupted copy leaves it."""
+    """A checkpoint cut off mid-file, as an interrupted copy leaves it ('' without the shipped one)."""
+    if not source.is_file():
+        return ""
     path = tmp_path / f"truncated_{source.name}"
     path.write_bytes(source.read_bytes()[:4096])
     return str(path)
@@ -59,13 +61,12 @@ def bringup_cases(tmp_path) -> dict[str, tuple[list[str], tuple[str, ...]]]:
     max_gaussians = setting_name("object_mapping_node", "max_gaussians")
     process_width = setting_name("object_mapping_node", "process_width")
     missing = str(tmp_path / "missing.pt")
+    cut_gocl, cut_bev = truncated(models.GOCL_TABLETOP, tmp_path), truncated(models.BEV_DRIVING, tmp_path)
     return {
         "missing_gocl_checkpoint": (MAPPING + ["--ros-args", "-p", f"{gocl}:={missing}"], (gocl, missing)),
-        "truncated_gocl_checkpoint": (MAPPING + ["--ros-args", "-p", f"{gocl}:={truncated(models.GOCL_TABLETOP, tmp_path)}"],
-                                      (gocl, "truncated")),
+        "truncated_gocl_checkpoint": (MAPPING + ["--ros-args", "-p", f"{gocl}:={cut_gocl}"], (gocl, "truncated")),
         "missing_bev_checkpoint": (BEV + ["--ros-args", "-p", f"{bev}:={missing}"], (bev, missing)),
-        "truncated_bev_checkpoint": (BEV + ["--ros-args", "-p", f"{bev}:={truncated(models.BEV_DRIVING, tmp_path)}"],
-                                     (bev, "truncated")),
+        "truncated_bev_checkpoint": (BEV + ["--ros-args", "-p", f"{bev}:={cut_bev}"], (bev, "truncated")),
         "max_gaussians_0": (MAPPING + ["--ros-args", "-p", f"{max_gaussians}:=0"], (max_gaussians, "> 0")),
         "process_width_abc": (MAPPING + ["--ros-args", "-p", f"{process_width}:=abc"], (process_width, "type int")),
         "missing_bag": (MAPPING + [f"bag:={tmp_path / 'no_bag'}"], ("no_bag", "not found")),
@@ -81,7 +82,8 @@ CASES = ["missing_gocl_checkpoint", "truncated_gocl_checkpoint", "missing_bev_ch
 
 @pytest.mark.parametrize("case", CASES)
 def test_bringup_refuses_a_bad_start_in_one_line(tmp_path, case):
-    if "gocl" in case and not models.GOCL_TABLETOP.is_file() or "bev_checkpoint" in case and not models.BEV_DRIVING.is_file():
+    needs = {"gocl": models.GOCL_TABLETOP, "bev_checkpoint": models.BEV_DRIVING}
+    if any(key in case and not path.is_file() for key, path in needs.items()):
         pytest.skip("shipped checkpoint not present")
     args, expected = bringup_cases(tmp_path)[case]
     done = run(["-m", "ocgs_ros.bringup", f"output:={tmp_path / 'run'}", *args], cwd=tmp_path)
@@ -92,7 +94,8 @@ def test_bringup_refuses_a_bad_start_in_one_line(tmp_path, case):
     ("ocgs_ros.nodes.sim_publisher", ["-p", "image_width:=abc"], ("image_width", "type int")),
     ("ocgs_ros.nodes.bag_play", ["-p", "bag:=/nonexistent/bag"], ("/nonexistent/bag",)),
     ("ocgs_ros.nodes.bag_record", ["-p", "storage:=zip"], ("storage", "zip")),
-    ("ocgs_ros.nodes.bag_play", ["--params-file", "/nonexistent/params.yaml"], ("/nonexistent/params.yaml", "not found")),
+    ("ocgs_ros.nodes.bag_play", ["--params-file", "/nonexistent/params.yaml"],
+     ("/nonexistent/params.yaml", "not found")),
 ], ids=["sim_publisher_type", "bag_play_missing_bag", "bag_record_storage", "missing_params_file"])
 def test_a_standalone_node_refuses_a_bad_start_in_one_line(tmp_path, module, args, expected):
     done = run(["-m", module, "--ros-args", *args], cwd=REPO)

@@ -62,7 +62,8 @@ def test_predictor_output_converts_box_for_box():
     from ocgs_ros import models
     from ocgs_ros.bev.inference import BevPredictor
     from ocgs_ros.ros.sim_messages import SimStream, make_world
-    from ocgs_ros.ros.sensor_frames import camera_from_messages, cloud_points, transform_points
+    from ocgs_ros.mapping.frames import transform_points
+    from ocgs_ros.ros.sensor_frames import camera_from_messages, cloud_points
 
     predictor = BevPredictor.from_checkpoint(models.shipped_checkpoint("bev"))
     stream = SimStream(make_world("driving", 1, 352, 128, 32, 512))

@@ -76,6 +76,16 @@ def bev_checkpoint(tmp_path_factory) -> str:
     return str(path)
 
 
+def _wait_until_quiet(ros_node, messages: list, quiet_s: float, timeout_s: float, processes) -> None:
+    """Spin until no new message has arrived in ``messages`` for ``quiet_s`` (or ``timeout_s``)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        count = len(messages)
+        spin_until(ros_node, lambda: len(messages) > count, quiet_s, processes=processes)
+        if len(messages) == count:
+            return
+
+
 def test_tabletop_sensors_to_objects_query_and_save(ros_node, node_process, gocl_checkpoint, tmp_path,
                                                    record_property):
     from ocgs_ros_interfaces.msg import ObjectInstanceArray
@@ -109,6 +119,11 @@ def test_tabletop_sensors_to_objects_query_and_save(ros_node, node_process, gocl
     # keep mapping for the budget (the orbit covers the table in 24 s at 5 Hz)
     spin_until(ros_node, lambda: time.monotonic() - started > MAPPING_BUDGET_S, MAPPING_BUDGET_S + 5, processes=procs)
     assert mapper.alive(), mapper.output()
+    # Stop the sensors and let the mapper drain, so the map the query and the save see is the one of
+    # the last ~/objects message (a frame integrated in between may drop or re-number a spurious object).
+    sim_exit = sim.stop()
+    procs = [mapper]  # the simulator has exited on purpose: spin_until must not give up on it
+    _wait_until_quiet(ros_node, arrays, quiet_s=3.0, timeout_s=60.0, processes=procs)
 
     last = arrays[-1]
     assert last.header.frame_id == "map"
@@ -135,7 +150,7 @@ def test_tabletop_sensors_to_objects_query_and_save(ros_node, node_process, gocl
     assert gmap.num_gaussians > 1000 and Path(saved.objects_path).is_file() and tracker is not None
 
     if "untrained" in Path(gocl_checkpoint).name:
-        sim.stop(), mapper.stop()
+        mapper.stop()
         pytest.skip(f"objects, query and recall need the shipped GOCL checkpoint ({models.GOCL_TABLETOP} absent); "
                     f"an untrained model published {len(last.objects)} objects")
     # query by point + radius at a published object's centre returns that object
@@ -153,7 +168,7 @@ def test_tabletop_sensors_to_objects_query_and_save(ros_node, node_process, gocl
 
     assert len(tracker.objects) > 0, "the saved objects JSON holds the map's objects"
 
-    assert sim.stop() == 0 and mapper.stop() == 0, mapper.output()
+    assert sim_exit == 0 and mapper.stop() == 0, mapper.output()
     # The issue's target: >= 80 % of the ground-truth objects recovered at 3D IoU 0.25 within the
     # budget, with the shipped GOCL (measured 0.8-1.0 over our runs once GoclSegmenter's mask
     # temperature kept the table out of the objects). OCGS_E2E_ALLOW_LOW_RECALL=1 reports instead of

@@ -4,8 +4,10 @@
 :class:`~ocgs_ros.bev.frames.FrameRecord` (LiDAR moved from the LiDAR frame to the ego frame,
 map layers on the simulator's BEV grid); ``BevSampleDataset`` turns any sequence of records
 into model samples for a :class:`BevConfig` (resized images, cropped points, CenterPoint and map
-targets). Samples are prepared once and kept in memory: the simulated sets used here are small
-and training then costs no decoding per step.
+targets); ``driving_dataset`` reads either a simulated folder or a nuScenes-format dataroot
+(:mod:`ocgs_ros.bev.nuscenes`), what ``bev_train`` / ``bev_evaluate`` take. Samples are prepared
+once and kept in memory: the simulated sets used here are small and training then costs no
+decoding per step.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from torch.utils.data import Dataset
 from ..sim.dataset import DrivingDataset
 from .config import BOX_CLASSES, MAP_CLASSES, BevConfig, GridSpec
 from .frames import FrameRecord, record_to_sample
+from .nuscenes import NuScenesRecords, nuscenes_versions
 
 
 def lidar_to_ego(points: np.ndarray, T_ego_lidar: np.ndarray) -> np.ndarray:
@@ -81,3 +84,16 @@ class BevSampleDataset(Dataset):
 def sim_dataset(root: str | Path, cfg: BevConfig, max_scenes: int | None = None) -> BevSampleDataset:
     """Samples of a simulated driving dataset folder for ``cfg``."""
     return BevSampleDataset(SimDrivingRecords(root, max_scenes), cfg)
+
+
+def driving_dataset(root: str | Path, cfg: BevConfig, max_scenes: int | None = None,
+                    nuscenes_version: str | None = None) -> BevSampleDataset:
+    """Samples of a simulated dataset folder or of a nuScenes-format dataroot (one with a
+    ``<version>/sample.json``; ``nuscenes_version`` picks one where there are several; all key
+    frames are read, ``max_scenes`` applies to simulated folders)."""
+    versions = nuscenes_versions(root)
+    if nuscenes_version is None and not versions:
+        return sim_dataset(root, cfg, max_scenes)
+    if nuscenes_version is None and len(versions) > 1:
+        raise ValueError(f"{root}: several nuScenes versions {versions}; choose one with --nuscenes-version")
+    return BevSampleDataset(NuScenesRecords(root, nuscenes_version or versions[0]), cfg)

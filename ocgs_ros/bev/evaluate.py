@@ -1,11 +1,17 @@
 """bev_evaluate: score a BEV checkpoint on a simulated (or nuScenes-format) driving set.
 
     python -m ocgs_ros.bev.evaluate --checkpoint runs/bev/full/checkpoint.pt --data runs/bev/data_val \\
-        --out runs/bev/full/eval.json [--figure runs/bev/full/eval.png] [--nuscenes-version v1.0-mini]
+        --out runs/bev/full/eval.json [--figure runs/bev/full/eval.png] [--nuscenes-version v1.0-mini] \\
+        [--summary docs/results/bev_surround.json]
 
+``--data`` is a simulated driving dataset folder or a nuScenes-format dataroot (recognised by its
+``v1.0-*/sample.json``; ``--nuscenes-version`` picks one of several versions).
 Detection: nuScenes-style mAP (centre-distance matching at 0.5/1/2/4 m, per class) with
-ATE/ASE/AOE/AVE on the 2 m matches (``ocgs_ros.bev.metrics``). Map: IoU per class at the
-thresholds 0.35..0.65 (BEVFusion's sweep), best threshold per class, mIoU of the best IoUs.
+ATE/ASE/AOE/AVE on the 2 m matches (``ocgs_ros.bev.metrics``) and NDS over those four TP errors.
+Map: IoU per class at the thresholds 0.35..0.65 (BEVFusion's sweep), best threshold per class,
+mIoU of the best IoUs. ``inference_ms``: median ``BevPredictor.predict`` time per frame on one
+CPU thread (input checks to decoded boxes). ``--summary`` writes the headline figures alone:
+``num_cameras``, ``map`` (mAP), ``nds``, ``miou``, ``inference_ms``, ``command``.
 """
 from __future__ import annotations
 
@@ -22,11 +28,15 @@ import torch
 from ..atomic_io import atomic_save_figure, atomic_write_json
 from .checkpoint import load_checkpoint
 from .config import TASKS, BevConfig
-from .data import BevSampleDataset, sim_dataset
+from .data import BevSampleDataset, driving_dataset
 from .frames import collate_samples
-from .metrics import MapIoUMeter, detection_metrics
+from .inference import BevPredictor
+from .metrics import TP_ERROR_NAMES, MapIoUMeter, detection_metrics
 from .model import BevFusionModel
 from .targets import decode_detections
+
+#: frames timed for ``inference_ms`` (after two warm-up runs)
+TIMED_FRAMES = 10
 
 
 def finite_or_none(value: Any) -> Any:
@@ -86,6 +96,42 @@ def evaluate_model(model: BevFusionModel, dataset: BevSampleDataset, batch_size:
     return result
 
 
+def nd_score(detection: dict[str, Any]) -> float:
+    """nuScenes detection score from mAP and the mean TP errors we compute (ATE, ASE, AOE, AVE; the
+    simulator has no attributes, so no AAE): ``(5 mAP + sum(1 - min(1, err))) / (5 + 4)``.
+    An undefined error (no true positive of any class) counts as the worst, 1."""
+    if not math.isfinite(detection["mAP"]):
+        return float("nan")  # no ground truth of any class: undefined, like mAP (null in the JSON)
+    errors = [detection[f"m{name}"] for name in TP_ERROR_NAMES]
+    scores = [1.0 - min(1.0, e) if e is not None and math.isfinite(e) else 0.0 for e in errors]
+    return (5.0 * detection["mAP"] + sum(scores)) / (5.0 + len(errors))
+
+
+def inference_ms(model: BevFusionModel, dataset: BevSampleDataset, frames: int = TIMED_FRAMES) -> float:
+    """Median ``BevPredictor.predict`` wall time (ms) over the first ``frames`` samples, one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        predictor = BevPredictor(model)
+        count = min(frames, len(dataset))
+        inputs = []
+        for i in range(count):
+            s = dataset[i]
+            images = (s["images"].permute(0, 2, 3, 1) * 255.0).round().to(torch.uint8).numpy()
+            points = s["points"].numpy()
+            inputs.append((images, s["intrinsics"].double().numpy(), s["cam_to_ego"].double().numpy(), points))
+        for frame in inputs[:2]:
+            predictor.predict(*frame)
+        times = []
+        for frame in inputs:
+            start = time.perf_counter()
+            predictor.predict(*frame)
+            times.append((time.perf_counter() - start) * 1000.0)
+        return float(np.median(times))
+    finally:
+        torch.set_num_threads(threads)
+
+
 def plot_examples(examples: Sequence[dict[str, Any]], cfg: BevConfig, path: Path, title: str = "") -> None:
     """Camera image, LiDAR + boxes (green GT, red predictions) and drivable/crossing/walkway maps."""
     import matplotlib
@@ -124,10 +170,7 @@ def plot_examples(examples: Sequence[dict[str, Any]], cfg: BevConfig, path: Path
 
 
 def load_eval_dataset(args: argparse.Namespace, cfg: BevConfig) -> BevSampleDataset:
-    if args.nuscenes_version:
-        from .nuscenes import NuScenesRecords
-        return BevSampleDataset(NuScenesRecords(args.data, args.nuscenes_version), cfg)
-    return sim_dataset(args.data, cfg, args.max_scenes)
+    return driving_dataset(args.data, cfg, args.max_scenes, args.nuscenes_version)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--nuscenes-version", default=None, help="read --data as nuScenes tables of this version")
     parser.add_argument("--out", required=True, help="metrics JSON")
     parser.add_argument("--figure", default=None, help="example PNG")
+    parser.add_argument("--summary", default=None, help="headline JSON: num_cameras, map, nds, miou, inference_ms, "
+                                                        "command (e.g. docs/results/bev_surround.json)")
     parser.add_argument("--tasks", default="det,map", help="tasks the model was trained on (others: null)")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--max-scenes", type=int, default=None)
@@ -163,9 +208,16 @@ def main(argv: list[str] | None = None) -> int:
     dataset = load_eval_dataset(args, cfg)
     result = evaluate_model(model, dataset, args.batch, tasks, keep_examples=2 if args.figure else 0)
     examples = result.pop("examples", None)
-    result.update({"checkpoint": str(args.checkpoint), "step": meta["step"], "data": str(args.data),
-                   "tasks": list(tasks), "command": " ".join(["python -m ocgs_ros.bev.evaluate", *argv])})
+    result["nds"] = nd_score(result["detection"]) if result["detection"] else None
+    result.update({"num_cameras": cfg.num_cameras, "miou": result["mIoU"], "inference_ms": inference_ms(model, dataset),
+                   "inference_threads": 1, "checkpoint": str(args.checkpoint), "step": meta["step"],
+                   "data": str(args.data), "tasks": list(tasks),
+                   "command": " ".join(["python -m ocgs_ros.bev.evaluate", *argv])})
     atomic_write_json(args.out, finite_or_none(result))
+    if args.summary:
+        keys = ("num_cameras", "nds", "miou", "inference_ms", "inference_threads", "frames", "checkpoint", "step",
+                "data", "command")
+        atomic_write_json(args.summary, finite_or_none({"map": result["mAP"], **{k: result[k] for k in keys}}))
     if args.figure and examples:
         plot_examples(examples, cfg, Path(args.figure), title=str(args.checkpoint))
     print(f"bev_evaluate: mAP {result['mAP']}  mIoU {result['mIoU']}  -> {args.out}")

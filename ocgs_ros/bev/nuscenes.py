@@ -26,11 +26,18 @@ Reader — :class:`NuScenesRecords(dataroot, version)` yields one
 
 Writer — :func:`export_simulated_scenes` renders driving-world frames and writes exactly that
 layout (tables, jpg/pcd.bin files, the map side files), so the reader is tested on data whose
-ground truth we know (test/test_bev_data.py).
+ground truth we know (test/test_bev_data.py). Every camera of the simulated rig is written under
+its nuScenes channel name (all six of the surround rig, ``sim.driving.SURROUND_RIG``); with
+staggered cameras each image has its own timestamp and ego pose, as in nuScenes. From the shell:
+
+    python -m ocgs_ros.bev.nuscenes --out data/nuscenes_surround --scenes 40 --frames 8 --seed 0 \\
+        --cameras surround --width 256 --height 144 [--staggered-cameras]
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
+import io
 import json
 import math
 from pathlib import Path
@@ -42,8 +49,8 @@ from scipy.spatial.transform import Rotation
 
 from ..atomic_io import atomic_write_bytes, atomic_write_text
 from ..sim.dataset import scene_seed
-from ..sim.driving import DrivingWorld
-from ..sim.types import DrivingConfig, DrivingFrame
+from ..sim.driving import SURROUND_RIG, DrivingWorld, camera_mounts, surround_config
+from ..sim.types import CameraConfig, DrivingConfig, DrivingFrame
 from .config import BOX_CLASSES, MAP_CLASSES, GridSpec
 from .frames import FrameRecord
 
@@ -55,7 +62,8 @@ CATEGORY_TO_BOX: dict[str, str] = {
 }
 BOX_TO_CATEGORY: dict[str, str] = {"car": "vehicle.car", "truck": "vehicle.truck",
                                    "pedestrian": "human.pedestrian.adult", "cyclist": "vehicle.bicycle"}
-CAMERA_CHANNELS_6 = ("CAM_FRONT", "CAM_FRONT_LEFT", "CAM_BACK_LEFT", "CAM_BACK", "CAM_BACK_RIGHT", "CAM_FRONT_RIGHT")
+#: the six nuScenes cameras counter-clockwise from forward: the simulator's surround rig order
+CAMERA_CHANNELS_6 = tuple(mount.name for mount in SURROUND_RIG)
 LIDAR_CHANNEL = "LIDAR_TOP"
 MAP_SIDE_DIR = "maps/ocgs_bev"
 VELOCITY_MAX_TIME_DIFF_S = 1.5
@@ -79,12 +87,14 @@ def matrix_to_wxyz(R: np.ndarray) -> list[float]:
 
 
 def camera_channels(num_cameras: int) -> tuple[str, ...]:
-    """nuScenes channel names for the simulator's rig (cameras spread counter-clockwise from forward)."""
-    if num_cameras == 1:
-        return ("CAM_FRONT",)
-    if num_cameras == 6:
-        return CAMERA_CHANNELS_6
-    return tuple(f"CAM_{k}" for k in range(num_cameras))
+    """nuScenes channel names of the simulator's rig of ``num_cameras`` cameras (``sim.driving.camera_mounts``)."""
+    return tuple(mount.name for mount in camera_mounts([CameraConfig()] * num_cameras))
+
+
+def nuscenes_versions(dataroot: str | Path) -> list[str]:
+    """The table versions (``v1.0-mini``, ...) of a nuScenes-format dataroot; [] for any other folder."""
+    root = Path(dataroot)
+    return sorted(p.parent.name for p in root.glob("*/sample.json")) if root.is_dir() else []
 
 
 def _token(*parts: object) -> str:
@@ -236,12 +246,13 @@ def _ring_from_elevation(points: np.ndarray, beams: int, fov_down: float, fov_up
 
 def export_simulated_scenes(root: str | Path, num_scenes: int, frames_per_scene: int, seed: int = 0,
                             config: DrivingConfig | None = None, frame_stride: int = 5, version: str = "v1.0-mini",
-                            sweeps_per_sample: int = 0) -> Path:
+                            sweeps_per_sample: int = 0, staggered_cameras: bool = False) -> Path:
     """Render simulated driving scenes and write them as a nuScenes-format dataroot.
 
     Key frames are ``frame_stride`` simulator frames apart; ``sweeps_per_sample`` non-key LiDAR
     sweeps are written between consecutive key frames (``sweeps/LIDAR_TOP``). The ego-frame map
-    rasters go to the side files described in the module docstring.
+    rasters go to the side files described in the module docstring. Every camera of the
+    ``config``'s rig is written; ``staggered_cameras`` gives each image its own timestamp and ego pose.
     """
     root = Path(root)
     config = config or DrivingConfig()
@@ -252,7 +263,7 @@ def export_simulated_scenes(root: str | Path, num_scenes: int, frames_per_scene:
     t["category"] = [{"token": _token("category", c), "name": c, "description": ""} for c in BOX_TO_CATEGORY.values()]
     channels = camera_channels(len(config.cameras))
     for s in range(num_scenes):
-        world = DrivingWorld(config, seed=scene_seed(seed, s))
+        world = DrivingWorld(config, seed=scene_seed(seed, s), staggered_cameras=staggered_cameras)
         scene_token, log_token = _token("scene", seed, s), _token("log", seed, s)
         t["log"].append({"token": log_token, "logfile": f"ocgs_sim_{seed}_{s}", "vehicle": "sim",
                          "date_captured": "2026-01-01", "location": "ocgs-sim"})
@@ -285,13 +296,21 @@ def export_simulated_scenes(root: str | Path, num_scenes: int, frames_per_scene:
                                   "translation": frame.T_world_ego[:3, 3].tolist(),
                                   "rotation": matrix_to_wxyz(frame.T_world_ego[:3, :3])})
             for k, (ch, cam) in enumerate(zip(channels, frame.cameras)):
-                name = f"samples/{ch}/sim{seed}-{s}__{ch}__{stamp_us}.jpg"
+                cam_us, cam_ego_token = cam.stamp_ns // 1000, ego_token
+                if cam.stamp_ns != frame.stamp_ns:  # a staggered camera: the ego pose at its own exposure
+                    cam_ego_token = _token("ego", seed, s, frame.index, ch)
+                    T_world_ego_cam = cam.T_world_cam @ np.linalg.inv(world.T_ego_cams[k])
+                    t["ego_pose"].append({"token": cam_ego_token, "timestamp": cam_us,
+                                          "translation": T_world_ego_cam[:3, 3].tolist(),
+                                          "rotation": matrix_to_wxyz(T_world_ego_cam[:3, :3])})
+                name = f"samples/{ch}/sim{seed}-{s}__{ch}__{cam_us}.jpg"
                 ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(cam.rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
                 if not ok:
                     raise RuntimeError(f"JPEG encoding failed for {name}")
                 atomic_write_bytes(root / name, jpg.tobytes())
-                _add_sample_data(t, last_data, ch, _token("sd", seed, s, ch, frame.index), sample_tokens[i], ego_token,
-                                 calib[ch], stamp_us, "jpg", True, cam.rgb.shape[0], cam.rgb.shape[1], name)
+                _add_sample_data(t, last_data, ch, _token("sd", seed, s, ch, frame.index), sample_tokens[i],
+                                 cam_ego_token, calib[ch], cam_us, "jpg", True, cam.rgb.shape[0], cam.rgb.shape[1],
+                                 name)
             _write_lidar_sweep(root, t, world, config, frame.index, seed, s, sample_tokens[i], frame, calib, last_data)
             for box, cls, inst, npts in zip(frame.boxes, frame.box_classes, frame.box_instance_ids, frame.box_num_points):
                 centre = frame.T_world_ego @ np.array([*box[:3], 1.0])
@@ -330,7 +349,6 @@ def export_simulated_scenes(root: str | Path, num_scenes: int, frames_per_scene:
 
 
 def _npz_bytes(**arrays: np.ndarray) -> bytes:
-    import io
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     return buf.getvalue()
@@ -374,3 +392,32 @@ def _write_lidar_sweep(root: Path, t: dict, world: DrivingWorld, config: Driving
     atomic_write_bytes(root / name, data.tobytes())
     _add_sample_data(t, last, LIDAR_CHANNEL, _token("sd", seed, scene, LIDAR_CHANNEL, sim_index), sample_token,
                      ego_token, calib[LIDAR_CHANNEL], stamp_us, "pcd", key is not None, 0, 0, name)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ocgs_ros.bev.nuscenes",
+                                     description="Write simulated driving scenes as a nuScenes-format dataroot.")
+    parser.add_argument("--out", required=True, help="dataroot to write")
+    parser.add_argument("--scenes", type=int, required=True)
+    parser.add_argument("--frames", type=int, default=8, help="key frames per scene")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--frame-stride", type=int, default=5, help="simulator frames between key frames")
+    parser.add_argument("--cameras", choices=("front", "surround"), default="surround",
+                        help="one forward camera or the six-camera surround rig")
+    parser.add_argument("--width", type=int, default=256, help="camera image width")
+    parser.add_argument("--height", type=int, default=144, help="camera image height")
+    parser.add_argument("--staggered-cameras", action="store_true", help="each camera at its own timestamp")
+    parser.add_argument("--version", default="v1.0-mini")
+    a = parser.parse_args(argv)
+    if a.scenes <= 0 or a.frames <= 0:
+        parser.error("--scenes and --frames must be positive")
+    config = (surround_config(a.width, a.height) if a.cameras == "surround"
+              else DrivingConfig(cameras=[CameraConfig(width=a.width, height=a.height)]))
+    root = export_simulated_scenes(a.out, a.scenes, a.frames, a.seed, config, a.frame_stride, a.version,
+                                   staggered_cameras=a.staggered_cameras)
+    print(f"nuscenes export: {a.scenes} scenes x {a.frames} frames, {len(config.cameras)} camera(s) -> {root}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

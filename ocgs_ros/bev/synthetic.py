@@ -10,6 +10,9 @@ import math
 import numpy as np
 import torch
 
+from ..sim.driving import CAMERA_PITCH_DOWN, SURROUND_RIG
+from ..sim.geometry import intrinsics as pinhole_intrinsics
+from ..sim.geometry import optical_pose_in_body
 from .config import BevConfig
 from .model import BevInputs
 
@@ -19,10 +22,13 @@ R_EGO_CAM_FORWARD = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0
 
 
 def camera_rig(cfg: BevConfig, mount_height: float = 1.6, fov_deg: float = 70.0) -> tuple[np.ndarray, np.ndarray]:
-    """``cfg.num_cameras`` cameras evenly spread in yaw (first one looking forward).
+    """``cfg.num_cameras`` cameras evenly spread in yaw (first one looking forward); six cameras are
+    the simulator's surround rig (:func:`surround_rig`).
 
     Returns ``K [N, 3, 3]`` and ``T_ego_cam [N, 4, 4]`` (float64).
     """
+    if cfg.num_cameras == len(SURROUND_RIG):
+        return surround_rig(cfg)
     focal = cfg.image_width / 2 / math.tan(math.radians(fov_deg) / 2)
     k = np.array([[focal, 0.0, (cfg.image_width - 1) / 2], [0.0, focal, (cfg.image_height - 1) / 2], [0.0, 0.0, 1.0]])
     intrinsics, poses = [], []
@@ -58,3 +64,12 @@ def random_inputs(cfg: BevConfig, batch: int = 1, points_per_sample: int | list[
         cam_to_ego=torch.as_tensor(pose, dtype=torch.float32).expand(batch, -1, -1, -1).clone(),
         points=points,
     )
+
+
+def surround_rig(cfg: BevConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The simulator's six-camera surround rig (``sim.driving.SURROUND_RIG``: its mounts and each
+    camera's own field of view, so the back camera's ``K`` differs) at the model's input size."""
+    ks = [pinhole_intrinsics(cfg.image_width, cfg.image_height, m.hfov_deg) for m in SURROUND_RIG]
+    poses = [optical_pose_in_body(list(m.position), pitch_down=CAMERA_PITCH_DOWN, yaw=math.radians(m.yaw_deg))
+             for m in SURROUND_RIG]
+    return np.stack(ks), np.stack(poses)

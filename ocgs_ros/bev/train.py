@@ -32,14 +32,14 @@ from ..training.distributed import DistributedContext, data_parallel
 from ..training.options import option, redefault, required, typed_overrides
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TASKS, BevConfig
-from .data import BevSampleDataset, sim_dataset
+from .data import BevSampleDataset, driving_dataset
 from .evaluate import evaluate_model, finite_or_none, parse_tasks
 from .frames import collate_samples
 from .gradcal import TASK_METHODS, GradientCalibrator
 from .losses import task_losses
 from .model import BevFusionModel
 
-PRESETS = ("tiny", "small", "default")
+PRESETS = ("tiny", "small", "surround", "default")
 PLOT_NAME = "curves.png"
 EVAL_NAME = "eval.json"
 # Run settings a resume must repeat: the schedule and the calibration are built from them.
@@ -58,7 +58,7 @@ def _tasks_check(text: str) -> str | None:
 class BevTrainConfig(RunConfig):
     """One BEV training run (the command line's options)."""
 
-    data: str = required("simulated driving dataset folder (docs/datasets.md)")
+    data: str = required("simulated driving dataset folder (docs/datasets.md) or nuScenes-format dataroot")
     val_data: str | None = option(None, "held-out folder evaluated at the end (eval.json)")
     preset: str = option("small", "model preset", choices=PRESETS)
     overrides: tuple[str, ...] = option((), "override a BevConfig field (repeatable)", flag="--set",
@@ -221,9 +221,9 @@ class BevTask(TrainingTask):
         self.calibrator = build_calibrator(self.config.calibration, self.config.modality_cal,
                                            self.config.seed + 7919 * start.step)
         if self.train_set is None:
-            self.train_set = sim_dataset(self.config.data, self.cfg, self.config.max_scenes)
+            self.train_set = driving_dataset(self.config.data, self.cfg, self.config.max_scenes)
         if self.val_set is None and self.config.val_data:
-            self.val_set = sim_dataset(self.config.val_data, self.cfg)
+            self.val_set = driving_dataset(self.config.val_data, self.cfg)
         # Default buffer broadcast: every rank normalises with rank 0's BatchNorm statistics.
         self.step_model = data_parallel(self.model, ctx)
         return self.train_set

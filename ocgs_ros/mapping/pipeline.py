@@ -2,13 +2,14 @@
 
 Per frame (:meth:`ObjectMappingPipeline.process`): the image is fitted to the view size by the
 ``view.fit`` policy (centre-crop or letterbox, :mod:`ocgs_ros.image_fit`; K scaled and shifted with
-it, so no aspect ratio is distorted), the LiDAR returns are cropped to the camera view *before* the per-frame point budget (or
-most of a 360-degree sweep's budget is spent behind the camera), subsampled with the seeded
-generator and moved to the map frame; a registered depth image follows the image's fit; the
-identity source (GOCL, fitting the view to its own input by the same policy) labels the pixels; the mapper integrates the frame and the tracker
-re-extracts the objects, of which those at or above ``min_object_confidence`` are the map's
-objects. Everything numerical lives in :mod:`ocgs_ros.gaussians` and :mod:`ocgs_ros.ocl`; this
-module decides what reaches them, in which order, under which lock.
+it, so no aspect ratio is distorted), the LiDAR returns are cropped to the camera view *before* the
+per-frame point budget (or most of a 360-degree sweep's budget is spent behind the camera),
+subsampled with the seeded generator and moved to the map frame; a registered depth image follows
+the image's fit; the identity source (GOCL, fitting the view to its own input by the same policy)
+labels the pixels; the mapper integrates the frame and the tracker re-extracts the objects, of
+which those at or above ``min_object_confidence`` are the map's objects. Everything numerical lives
+in :mod:`ocgs_ros.gaussians` and :mod:`ocgs_ros.ocl`; this module decides what reaches them, in which
+order, under which lock.
 
 Seeds: the map is a function of ``seed`` and the frames. The mapper draws from torch's generator
 (the identity head's initial weights, densification's split samples), so the pipeline keeps a
@@ -171,8 +172,9 @@ class ObjectMappingPipeline:
         # every rejection is above this line: a rejected frame leaves the generator where it was
         points = subsample_points(points, view.max_points, self._rng)
         if depth is not None:
-            # nearest neighbour: interpolating across a depth edge would invent surfaces
-            depth = fit.apply(depth, interpolation=cv2.INTER_NEAREST, fill=0.0)
+            # nearest neighbour (at pixel centres, as K moves): interpolating across a depth edge
+            # would invent surfaces
+            depth = fit.apply(depth, interpolation=cv2.INTER_NEAREST_EXACT, fill=0.0)
         return rgb, K, T_world_cam, transform_points(T_world_lidar, points), depth
 
     def _confident(self, objects: list[MapObject]) -> list[MapObject]:

@@ -3,9 +3,10 @@
 Inputs (sensor-data QoS, time-synchronised): one ``Image`` + ``CameraInfo`` per camera (any number
 that matches the model, e.g. the six of a surround rig) and a ``PointCloud2``; extrinsics from TF
 (ego frame <- each camera's frame at that image's own stamp, ego <- LiDAR at the LiDAR's). A camera
-frame missing from TF rejects the frame with the ``tf_*`` reason, naming the camera and its frame. The gradient-calibrated
-BEV model (:mod:`ocgs_ros.bev`) runs on a newest-wins worker (:mod:`ocgs_ros.ros.perception_node`)
-and the node publishes, in the ego frame and with the LiDAR's stamp:
+frame missing from TF rejects the frame with the ``tf_*`` reason, naming the camera and its frame.
+The gradient-calibrated BEV model (:mod:`ocgs_ros.bev`) runs on a newest-wins worker
+(:mod:`ocgs_ros.ros.perception_node`) and the node publishes, in the ego frame and with the LiDAR's
+stamp:
 
 * ``~/detections`` (``ocgs_ros_interfaces/Detection3DArray``: class, score, box, velocity),
 * ``~/vision_detections`` (``vision_msgs/Detection3DArray``, what downstream ROS stacks and RViz
@@ -37,7 +38,8 @@ from ocgs_ros.ros.node_main import run_node
 from ocgs_ros.ros.node_settings import SHIPPED_CHECKPOINT, SHIPPED_SURROUND_CHECKPOINT, BevNodeSettings
 from ocgs_ros.ros.diagnostics import latency_window
 from ocgs_ros.ros.perception_node import PerceptionNode, SensorInput, SyncedFrame
-from ocgs_ros.ros.sensor_frames import FrameError, camera_from_messages, cloud_points, transform_points
+from ocgs_ros.mapping.frames import transform_points
+from ocgs_ros.ros.sensor_frames import FrameError, camera_from_messages, cloud_points
 
 
 @dataclass
@@ -100,7 +102,8 @@ class BevPerceptionNode(PerceptionNode):
         cams = [camera_from_messages(image, info) for image, info in zip(images, infos)]
         if len({c.rgb.shape for c in cams}) != 1:
             raise FrameError("camera_info_size_mismatch", f"cameras differ in size: {[c.rgb.shape for c in cams]}")
-        T_ego_cam = np.stack([self._camera_extrinsics(k, cam, image) for k, (cam, image) in enumerate(zip(cams, images))])
+        T_ego_cam = np.stack([self._camera_extrinsics(k, cam, image)
+                              for k, (cam, image) in enumerate(zip(cams, images))])
         T_ego_lidar = self.lookup(ego, cloud.header.frame_id, frame.stamp_ns)
         points = transform_points(T_ego_lidar, cloud_points(cloud, with_intensity=True))
         try:
@@ -119,7 +122,8 @@ class BevPerceptionNode(PerceptionNode):
         """``T_ego_cam`` at the image's own stamp (cameras of a real rig fire at their own times);
         a failed lookup keeps its ``tf_*`` reason and names the camera."""
         try:
-            return self.lookup(self.settings.ego_frame, camera.frame_id, conversions.stamp_to_ns(image_msg.header.stamp))
+            stamp_ns = conversions.stamp_to_ns(image_msg.header.stamp)
+            return self.lookup(self.settings.ego_frame, camera.frame_id, stamp_ns)
         except FrameError as exc:
             raise FrameError(exc.reason, f"camera {index} ({self.input_topics[index]}, frame "
                                          f"{camera.frame_id!r}): {exc}") from exc

@@ -30,13 +30,13 @@ from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
 from ocgs_ros.mapping.config import MappingConfig
+from ocgs_ros.mapping.frames import transform_points
 from ocgs_ros.mapping.pipeline import MappingFrame, MappingUpdate, ObjectMappingPipeline
 from ocgs_ros.ros import conversions, qos
 from ocgs_ros.ros.node_main import run_node
 from ocgs_ros.ros.node_settings import MappingNodeSettings
 from ocgs_ros.ros.perception_node import PerceptionNode, SensorInput, SyncedFrame
-from ocgs_ros.ros.sensor_frames import (FrameError, camera_from_messages, cloud_points, depth_from_message,
-                                        transform_points)
+from ocgs_ros.ros.sensor_frames import FrameError, camera_from_messages, cloud_points, depth_from_message
 
 
 class ObjectMappingNode(PerceptionNode):

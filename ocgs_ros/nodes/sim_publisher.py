@@ -3,6 +3,8 @@
 Publishes ``/camera/image_raw``, ``/camera/camera_info``, ``/lidar/points`` (sensor-data QoS),
 ``/tf`` (map → base_link) and ``/tf_static`` (rig extrinsics), ``/clock`` when ``publish_clock``,
 and ground truth on ``/sim/...`` (instance/kind/depth images, labelled points, objects, map layers).
+The driving world's ``cameras: surround`` rig publishes six cameras instead, ``/cam_front/...``,
+``/cam_front_left/...``, ... in ``cam_*_optical_frame`` (nuScenes layout, ``sim.driving.SURROUND_RIG``).
 Everything it publishes comes from :mod:`ocgs_ros.sim` through :mod:`ocgs_ros.ros.sim_messages`.
 """
 from __future__ import annotations

@@ -20,7 +20,6 @@ from sensor_msgs.msg import PointField
 
 from ocgs_ros.camera import resize_depth, resize_image
 from ocgs_ros.mapping.errors import FrameRejected as FrameError  # one class for the pipeline and the ROS side
-from ocgs_ros.mapping.frames import in_view, subsample_points, transform_points  # noqa: F401 (re-exported)
 from ocgs_ros.ros import conversions
 from ocgs_ros.ros.tf import lookup_matrix, transform_exceptions
 

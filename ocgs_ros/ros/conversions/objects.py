@@ -14,9 +14,11 @@ from typing import Iterable, Sequence
 
 import numpy as np
 from geometry_msgs.msg import Vector3
+from ocgs_ros_interfaces.msg import Detection3D, Detection3DArray, ObjectInstance, ObjectInstanceArray
 from std_msgs.msg import ColorRGBA
 
 from ocgs_ros.mapping.palette import codebook_color  # noqa: F401 (one palette; re-exported)
+from ocgs_ros.ros.conversions.builders import boxes_to_marker_array
 from ocgs_ros.ros.conversions.transforms import (
     make_transform,
     matrix_to_pose,
@@ -45,8 +47,6 @@ def _rotation(values) -> np.ndarray:
 
 def map_object_to_msg(obj):
     """One map object -> ``ocgs_ros_interfaces/ObjectInstance`` (pose = box centre + orientation)."""
-    from ocgs_ros_interfaces.msg import ObjectInstance
-
     confidence = float(obj.confidence)
     if not (math.isfinite(confidence) and 0.0 <= confidence <= 1.0 + 1e-6):
         raise ValueError(f"object {obj.id}: confidence must be in [0, 1], got {confidence}")
@@ -68,8 +68,6 @@ def map_object_to_msg(obj):
 
 def map_objects_to_msg(objects: Iterable, frame_id: str, stamp):
     """Map objects -> ``ObjectInstanceArray`` in ``frame_id`` (the map frame)."""
-    from ocgs_ros_interfaces.msg import ObjectInstanceArray
-
     msg = ObjectInstanceArray()
     msg.header.frame_id = frame_id
     msg.header.stamp = to_stamp(stamp)
@@ -113,8 +111,6 @@ def instances_to_boxes(instances: Sequence) -> InstanceBoxes:
 
 def object_markers(objects: Sequence, frame_id: str, stamp, alpha: float = 0.35):
     """Map objects -> MarkerArray (boxes coloured by codebook entry + ``#id entry conf`` labels)."""
-    from ocgs_ros.ros.conversions.builders import boxes_to_marker_array
-
     objects = list(objects)
     msgs = [map_object_to_msg(o) for o in objects]
     boxes = instances_to_boxes(msgs)
@@ -157,8 +153,6 @@ def yaw_pose(x: float, y: float, z: float, yaw: float):
 def bev_to_detection_array(boxes, scores, labels, class_names: Sequence[str], frame_id: str, stamp):
     """BEV boxes ``[D, 9]`` (x, y, z, l, w, h, yaw, vx, vy; ego frame), scores [D], labels [D] ->
     ``ocgs_ros_interfaces/Detection3DArray``."""
-    from ocgs_ros_interfaces.msg import Detection3D, Detection3DArray
-
     boxes, scores, labels = check_bev_boxes(boxes, scores, labels, class_names)
     msg = Detection3DArray()
     msg.header.frame_id = frame_id
@@ -197,8 +191,6 @@ _CLASS_COLORS = {"car": (0.2, 0.6, 1.0), "truck": (1.0, 0.6, 0.1), "pedestrian":
 
 def detection_markers(boxes, scores, labels, class_names: Sequence[str], frame_id: str, stamp):
     """BEV boxes -> wireframe MarkerArray with ``class score`` labels, coloured by class."""
-    from ocgs_ros.ros.conversions.builders import boxes_to_marker_array
-
     boxes, scores, labels = check_bev_boxes(boxes, scores, labels, class_names)
     names = [str(class_names[i]) for i in labels]
     colors = np.array([_CLASS_COLORS.get(n, codebook_color(int(i))) for n, i in zip(names, labels)]).reshape(-1, 3)
