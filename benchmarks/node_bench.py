@@ -26,12 +26,9 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds_localhost.xml"))
-os.environ.setdefault("ROS_DOMAIN_ID", str(150 + os.getpid() % 50))
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-sys.path.insert(0, str(REPO))
+from loopback import keep_dds_on_loopback  # noqa: E402 - benchmarks/, beside this script
+
+REPO = keep_dds_on_loopback()
 
 import numpy as np  # noqa: E402
 

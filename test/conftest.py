@@ -166,3 +166,15 @@ def torchrun_failure(done: subprocess.CompletedProcess, log_dir: Path) -> str:
     for log in sorted(log_dir.rglob("*.log")):
         parts.append(f"--- {log.relative_to(log_dir)}\n{log.read_text(errors='replace')[-2500:]}")
     return "\n".join(parts)
+
+
+@pytest.fixture
+def ros_context():
+    """An rclpy context of the test's own: nodes built in-process on it, shut down afterwards."""
+    import rclpy
+    from rclpy.context import Context
+
+    context = Context()
+    rclpy.init(context=context)
+    yield context
+    rclpy.shutdown(context=context)

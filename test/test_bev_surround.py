@@ -122,17 +122,6 @@ def surround_frames():
     return static, frames
 
 
-@pytest.fixture
-def ros_context():
-    import rclpy
-    from rclpy.context import Context
-
-    context = Context()
-    rclpy.init(context=context)
-    yield context
-    rclpy.shutdown(context=context)
-
-
 def frame_messages(frame) -> tuple:
     return (*[frame[t] for t in SURROUND_TOPICS], *[frame[t] for t in SURROUND_INFOS], frame["/lidar/points"])
 

@@ -40,17 +40,6 @@ def driving_frames():
     return static, frames
 
 
-@pytest.fixture
-def ros_context():
-    import rclpy
-    from rclpy.context import Context
-
-    context = Context()
-    rclpy.init(context=context)
-    yield context
-    rclpy.shutdown(context=context)
-
-
 def make_node(ros_context, checkpoint, **overrides):
     from rclpy.parameter import Parameter
 
@@ -136,3 +125,23 @@ def test_bev_parameters_are_validated(ros_context, bev_checkpoint, tmp_path):
         make_node(ros_context, bev_checkpoint, image_topics=["/a", "/b"], camera_info_topics=["/a_info", "/b_info"])
     with pytest.raises(ValueError, match="camera_info_topics"):
         make_node(ros_context, bev_checkpoint, image_topics=["/a"], camera_info_topics=["/a_info", "/b_info"])
+
+
+def test_lidar_intensity_is_scaled_before_the_model(ros_context, bev_checkpoint, driving_frames):
+    """A 0-255 driver's intensity reaches the model in the 0-1 range it was trained on."""
+    static, frames = driving_frames
+    seen = {}
+    for scale in (1.0, 1.0 / 255.0):
+        node = make_node(ros_context, bev_checkpoint, lidar_intensity_scale=scale)
+        try:
+            feed_tf(node, static, frames[0])
+            predict = node.predictor.predict
+            node.predictor.predict = lambda images, Ks, T, points, s=scale: (
+                seen.__setitem__(s, points[:, 3].copy()), predict(images, Ks, T, points))[1]
+            run(node, *parts(frames[0]))
+            assert node.published == 1, node.rejected
+        finally:
+            node.destroy_node()
+    raw, scaled = seen[1.0], seen[1.0 / 255.0]
+    assert raw.max() > 0 and np.allclose(scaled, raw / 255.0, rtol=1e-6)
+

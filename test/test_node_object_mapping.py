@@ -77,17 +77,6 @@ def make_node(ros_context, checkpoint, **overrides):
     return ObjectMappingNode(context=ros_context, parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
 
 
-@pytest.fixture
-def ros_context():
-    import rclpy
-    from rclpy.context import Context
-
-    context = Context()
-    rclpy.init(context=context)
-    yield context
-    rclpy.shutdown(context=context)
-
-
 def feed_tf(node, static, frame) -> None:
     for t in static["/tf_static"].transforms:
         node.tf_buffer.set_transform_static(t, "test")

@@ -56,17 +56,6 @@ def flat(mapping: dict, prefix: str = "") -> dict:
     return out
 
 
-@pytest.fixture
-def ros_context():
-    import rclpy
-    from rclpy.context import Context
-
-    context = Context()
-    rclpy.init(context=context)
-    yield context
-    rclpy.shutdown(context=context)
-
-
 @pytest.mark.parametrize("executable", PERCEPTION_NODES)
 def test_declared_parameters_are_the_dataclass_settings_with_their_defaults(ros_context, executable):
     expected = settings_of(executable)
@@ -100,6 +89,12 @@ def test_the_yaml_passes_the_check_and_states_every_perception_setting_at_its_de
             leaf = name.rsplit(".", 1)[-1]
             assert any(line.strip().startswith(f"{leaf}:") and "#" in line for line in lines), \
                 f"{executable}.{name} has no comment in config/ocgs.yaml"
+
+
+@pytest.mark.parametrize("name", ["tabletop", "outdoor"])
+def test_the_scene_parameter_sets_pass_the_check(name):
+    """config/tabletop.yaml and config/outdoor.yaml (object scales; test/test_outdoor_objects.py)."""
+    assert params_file_problems(REPO / "config" / f"{name}.yaml", node_configs()) == []
 
 
 def write(tmp_path, text: str):

@@ -106,6 +106,7 @@ class BevPerceptionNode(PerceptionNode):
                               for k, (cam, image) in enumerate(zip(cams, images))])
         T_ego_lidar = self.lookup(ego, cloud.header.frame_id, frame.stamp_ns)
         points = transform_points(T_ego_lidar, cloud_points(cloud, with_intensity=True))
+        points[:, 3] *= self.settings.lidar_intensity_scale
         try:
             pred = self.predictor.predict(np.stack([c.rgb for c in cams]), np.stack([c.K for c in cams]),
                                           T_ego_cam, points.astype(np.float32))

@@ -77,6 +77,11 @@ class BevNodeSettings(PerceptionSettings):
                                                       "'shipped_surround' (ocgs_ros.models.BEV_SURROUND, six "
                                                       "cameras).", _bev_checkpoint_exists)
     min_score: float = setting(0.2, "Publish detections with at least this score.", non_negative)
+    # drivers disagree on intensity: Velodyne/nuScenes 0-255, KITTI and our simulator 0-1, Ouster
+    # up to 65535; the model was trained on 0-1, so a 0-255 driver wants 1/255 = 0.00392156862745098
+    lidar_intensity_scale: float = setting(1.0, "Factor applied to the LiDAR intensity field before the model "
+                                                "(the shipped models expect 0-1: 0.00392156862745098 for a "
+                                                "0-255 driver).", positive)
     # a driving LiDAR spins at 10-20 Hz, and the BEV node follows the LiDAR
     expected_rate_hz: float = setting(10.0, "Input frame rate the diagnostics expect (warn below half of it).",
                                       positive)

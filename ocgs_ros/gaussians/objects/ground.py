@@ -33,7 +33,8 @@ class SupportPlane:
 def fit_support_plane(points: np.ndarray, up_hint, inlier_distance: float, max_tilt_deg: float,
                       max_points: int, min_points: int, seed: int = 0) -> SupportPlane | None:
     """The dominant plane of ``points [N,3]`` within ``max_tilt_deg`` of ``up_hint``, its normal
-    oriented to the hint's side; points within ``inlier_distance`` of a candidate count for it.
+    oriented to the hint's side; points within ``inlier_distance`` of a candidate count for it
+    (measured along the hint: at most 10 % more than the perpendicular distance at 25 degrees).
     At most ``max_points`` points (a seeded subset) take part, which bounds the cost. None when
     fewer than ``min_points`` points are given or support a plane."""
     points = np.asarray(points, dtype=np.float64)

@@ -15,7 +15,9 @@ deviations above its centre: optimised table Gaussians sit under the surface the
 
 Support plane (``support_plane``): the up axis is the normal of the plane fitted robustly to the
 background (:func:`~.ground.fit_support_plane`; ``up_axis`` is then only a hint for its side), so a
-tilted road or a map whose z is not up gives boxes that stand on their support. Where an object has
+tilted road or a map whose z is not up gives boxes that stand on their support. A normal within
+``plane_level_tolerance_deg`` of ``up_axis`` is taken as ``up_axis`` (a gravity-levelled map: the
+fit's own lean on a level table is a fraction of a degree). Where an object has
 fewer than ``min_support_gaussians`` background Gaussians within ``support_radius`` (the sparse
 ground tens of metres from a LiDAR), the support is the plane: the median surface height of its
 inliers. Without a plane (too little background, none gentle enough) ``up_axis`` is the up axis.
@@ -38,14 +40,15 @@ from .config import ObjectConfig
 from .ground import SupportPlane, fit_support_plane
 
 # the axis-aligned box snaps along a map axis within this angle of the up axis: a fitted plane's
-# normal is never exactly a map axis, and the error of the snap (sin(angle) x half the footprint) is
-# a fraction of a millimetre on a table at this tilt
+# normal (beyond plane_level_tolerance_deg) is never exactly a map axis, and the snap's error,
+# sin(angle) x half the footprint, is under 2 mm for a 10 cm object at this angle
 _AABB_SNAP_MAX_TILT_DEG = 2.0
 
 
 class SupportSurface:
-    """Heights of the background Gaussians along ``up_axis``, for snapping box bottoms onto the
-    surface an object stands on (see the module docstring)."""
+    """Heights of the background Gaussians along the up axis (the support plane's normal, else
+    ``up_axis``), for snapping box bottoms onto the surface an object stands on (see the module
+    docstring)."""
 
     def __init__(self, background_means: np.ndarray, background_covars: np.ndarray, config: ObjectConfig):
         self.config = config
@@ -54,9 +57,13 @@ class SupportSurface:
             self.plane = fit_support_plane(background_means, config.up_axis, config.plane_inlier_distance,
                                            config.plane_max_tilt_deg, config.plane_max_points,
                                            config.min_support_gaussians)
-        hint = None if config.up_axis is None else np.asarray(config.up_axis, dtype=np.float64)
         #: the up axis of the map's boxes (unit; None: full PCA boxes)
-        self.up = self.plane.normal if self.plane is not None else None if hint is None else hint / np.linalg.norm(hint)
+        self.up: np.ndarray | None = None
+        if config.up_axis is not None:
+            self.up = np.asarray(config.up_axis, dtype=np.float64) / np.linalg.norm(config.up_axis)
+            if self.plane is not None and np.degrees(np.arccos(min(1.0, self.plane.normal @ self.up))) \
+                    > config.plane_level_tolerance_deg:
+                self.up = self.plane.normal
         self.enabled = self.up is not None and config.support_snap > 0 and len(background_means) > 0
         if not self.enabled:
             return
