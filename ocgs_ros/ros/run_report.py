@@ -11,11 +11,15 @@ from pathlib import Path
 import numpy as np
 
 from ocgs_ros.atomic_io import atomic_save_figure
+from ocgs_ros.bev.config import GridSpec
+from ocgs_ros.bev.frames import resample_map_layers
+from ocgs_ros.bev.metrics import map_segmentation_metrics
 from ocgs_ros.camera import scale_intrinsics
 from ocgs_ros.evaluation import ground_truth_boxes, match_objects
 from ocgs_ros.gaussians.eval_metrics import matched_instance_iou, psnr
 from ocgs_ros.mapping.palette import codebook_color
 from ocgs_ros.ros import conversions
+from ocgs_ros.ros.sim_messages import tabletop_objects_message
 
 #: the held-out view: a quarter orbit in, between two trajectory frames, 8 cm above the rig's path
 HELD_OUT_INDEX = 30.5
@@ -110,8 +114,6 @@ def _saved_paths(saved) -> dict:
 
 def conversions_objects_json(world) -> str:
     """The simulator's ground-truth objects as the /sim/objects payload."""
-    from ocgs_ros.ros.sim_messages import tabletop_objects_message
-
     return tabletop_objects_message(world.objects).data
 
 
@@ -121,10 +123,6 @@ def bev_report(bev_node, sim_node, output: Path) -> dict:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from ocgs_ros.bev.config import GridSpec
-    from ocgs_ros.bev.frames import resample_map_layers
-    from ocgs_ros.bev.metrics import map_segmentation_metrics
 
     if bev_node.last_prediction is None:
         return {"error": "bev_perception_node processed no frame"}

@@ -5,13 +5,20 @@ Sensor topics look like a real robot's; ground truth goes on ``/sim/...`` topics
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 
 import numpy as np
+from std_msgs.msg import String
+from tf2_msgs.msg import TFMessage
 
-from ocgs_ros.ros import conversions
+from ocgs_ros.ocl.data import gocl_tabletop_config
+from ocgs_ros.ros import conversions, qos
 from ocgs_ros.sim.classes import BOX_CLASSES, MAP_CLASSES
+from ocgs_ros.sim.driving import DrivingWorld, surround_config
+from ocgs_ros.sim.tabletop import TabletopWorld
+from ocgs_ros.sim.types import DrivingConfig, TabletopConfig
 
 
 @dataclass(frozen=True)
@@ -28,8 +35,6 @@ class FrameIds:
 def topic_qos(topic: str):
     """QoS of each simulated topic: sensor streams best-effort like real drivers, TF as tf2 does,
     the ground-truth object list latched, everything else reliable."""
-    from ocgs_ros.ros import qos
-
     if topic in ("/tf", "/tf_static"):
         return qos.qos_for_topic(topic)
     if topic.endswith(("/image_raw", "/points")) and not topic.startswith("/sim/"):
@@ -169,10 +174,6 @@ def make_world(kind: str, seed: int, image_width: int, image_height: int, lidar_
                lidar_azimuth_steps: int, cameras: str = "front", staggered_cameras: bool = False):
     """A simulated world from the few settings nodes and commands expose. ``cameras`` and
     ``staggered_cameras`` (each camera stamped at its own trigger time) apply to the driving world."""
-    from ocgs_ros.sim.driving import DrivingWorld, surround_config
-    from ocgs_ros.sim.tabletop import TabletopWorld
-    from ocgs_ros.sim.types import DrivingConfig, TabletopConfig
-
     camera = {"width": int(image_width), "height": int(image_height)}
     lidar = {"beams": int(lidar_beams), "azimuth_steps": int(lidar_azimuth_steps)}
     if kind == "tabletop":
@@ -181,10 +182,6 @@ def make_world(kind: str, seed: int, image_width: int, image_height: int, lidar_
         # The tabletop the shipped GOCL model is trained on (closer orbit, 40 deg FOV, 2-5 objects;
         # ocgs_ros.ocl.data), with this rig's LiDAR. World seeds are plain integers, training scenes
         # use SeedSequence([dataset seed, i]), so a run never replays a training scene.
-        import dataclasses
-
-        from ocgs_ros.ocl.data import gocl_tabletop_config
-
         base = gocl_tabletop_config(int(image_width), int(image_height))
         config = dataclasses.replace(base, lidar=dataclasses.replace(base.lidar, **lidar))
         return TabletopWorld(config, seed=int(seed))
@@ -210,8 +207,6 @@ class SimStream:
 
     def static_messages(self, stamp) -> list[tuple[str, object]]:
         """Latched once at start: rig extrinsics on /tf_static and (tabletop) the object list."""
-        from tf2_msgs.msg import TFMessage
-
         # The rig is fixed: read its extrinsics from the world instead of rendering a frame.
         if self.is_driving:
             transforms = static_transforms(self.ids, self.world.T_ego_lidar, self.world.T_ego_cams, stamp,
@@ -223,8 +218,6 @@ class SimStream:
 
     def frame_messages(self, index: int, stamp) -> TopicMessages:
         """Sensor data, the body pose on /tf, and ground truth for frame ``index``."""
-        from tf2_msgs.msg import TFMessage
-
         frame = self.world.frame(index)
         if self.is_driving:
             out = driving_messages(frame, self.ids, stamp, self.world.config.bev_grid, self.cameras)
@@ -238,8 +231,6 @@ class SimStream:
 
 
 def json_string(payload) -> object:
-    from std_msgs.msg import String
-
     return String(data=json.dumps(payload))
 
 
