@@ -142,6 +142,19 @@ def tiny_gocl_train_data(tmp_path_factory) -> Path:
                                views_per_scene=2, progress=False)
 
 
+@pytest.fixture(scope="session")
+def tiny_driving_data(tmp_path_factory) -> Path:
+    """A 1-scene, 4-frame driving dataset (64x32 camera, 16-beam LiDAR, seed 3), made once per
+    session for the BEV trainer and ablation tests. Read-only for them: runs write elsewhere."""
+    from ocgs_ros.sim.dataset import write_driving_dataset
+    from ocgs_ros.sim.types import CameraConfig, DrivingConfig, LidarConfig
+
+    config = DrivingConfig(cameras=[CameraConfig(width=64, height=32, hfov_deg=70.0)],
+                           lidar=LidarConfig(beams=16, azimuth_steps=256))
+    return write_driving_dataset(tmp_path_factory.mktemp("bev_tiny_data"), num_scenes=1, frames_per_scene=4, seed=3,
+                                 config=config, progress=False)
+
+
 def run_torchrun(module: str, args: list[str], log_dir: Path, nproc: int = 2,
                  timeout_s: float = 120.0) -> subprocess.CompletedProcess:
     """``module`` under torchrun with ``nproc`` CPU ranks, all traffic on 127.0.0.1.

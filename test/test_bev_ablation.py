@@ -11,21 +11,9 @@ from ocgs_ros.bev import ablation
 from ocgs_ros.bev.config import BevConfig
 from ocgs_ros.bev.data import sim_dataset
 from ocgs_ros.bev.train import BevTrainConfig
-from ocgs_ros.sim.dataset import write_driving_dataset
-from ocgs_ros.sim.types import CameraConfig, DrivingConfig, LidarConfig
 from ocgs_ros.training import CHECKPOINT_NAME
 
 torch.set_num_threads(1)
-
-SIM = DrivingConfig(cameras=[CameraConfig(width=64, height=32, hfov_deg=70.0)],
-                    lidar=LidarConfig(beams=16, azimuth_steps=256))
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bev_ablation_data")
-    return write_driving_dataset(root, num_scenes=1, frames_per_scene=4, seed=3, config=SIM, progress=False)
-
 
 @pytest.fixture
 def counted_training(monkeypatch):
@@ -41,9 +29,9 @@ def counted_training(monkeypatch):
     return calls
 
 
-def test_arm_is_reused_only_for_an_equal_config_and_a_complete_checkpoint(tmp_path, data_root, counted_training):
-    sets = [sim_dataset(data_root, BevConfig.tiny())] * 2
-    config = BevTrainConfig(data=str(data_root), val_data=str(data_root), out=str(tmp_path / "arm"), preset="tiny",
+def test_arm_is_reused_only_for_an_equal_config_and_a_complete_checkpoint(tmp_path, tiny_driving_data, counted_training):
+    sets = [sim_dataset(tiny_driving_data, BevConfig.tiny())] * 2
+    config = BevTrainConfig(data=str(tiny_driving_data), val_data=str(tiny_driving_data), out=str(tmp_path / "arm"), preset="tiny",
                             steps=2, batch=2, seed=1, checkpoint_every=2, no_progress=True, device="cpu")
     first = ablation.run_arm("arm", config, *sets)
     assert len(counted_training) == 1 and first["step"] == 2
@@ -64,9 +52,9 @@ def test_arm_is_reused_only_for_an_equal_config_and_a_complete_checkpoint(tmp_pa
     assert len(counted_training) == 3 and ablation.finished_run(changed) is not None
 
 
-def test_a_run_stopped_early_is_not_finished(tmp_path, data_root, counted_training):
-    sets = [sim_dataset(data_root, BevConfig.tiny())] * 2
-    config = BevTrainConfig(data=str(data_root), val_data=str(data_root), out=str(tmp_path / "arm"), preset="tiny",
+def test_a_run_stopped_early_is_not_finished(tmp_path, tiny_driving_data, counted_training):
+    sets = [sim_dataset(tiny_driving_data, BevConfig.tiny())] * 2
+    config = BevTrainConfig(data=str(tiny_driving_data), val_data=str(tiny_driving_data), out=str(tmp_path / "arm"), preset="tiny",
                             steps=3, batch=2, checkpoint_every=1, no_progress=True, device="cpu")
     ablation.train(dataclasses.replace(config, stop_after=1), *sets)  # checkpoint at step 1 of 3
     assert ablation.finished_run(config) is None

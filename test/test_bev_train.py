@@ -15,33 +15,21 @@ from ocgs_ros.bev.model import BevFusionModel
 from ocgs_ros.bev.train import BevTrainConfig, main as train_main, train
 from ocgs_ros.training import RunSetupError
 from ocgs_ros.training.cli import config_to_argv, parse_config
-from ocgs_ros.sim.dataset import write_driving_dataset
-from ocgs_ros.sim.types import CameraConfig, DrivingConfig, LidarConfig
 
 torch.set_num_threads(1)
 
-SIM = DrivingConfig(cameras=[CameraConfig(width=64, height=32, hfov_deg=70.0)],
-                    lidar=LidarConfig(beams=16, azimuth_steps=256))
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bev_train_data")
-    return write_driving_dataset(root, num_scenes=1, frames_per_scene=4, seed=3, config=SIM, progress=False)
-
-
-def _run(out, data_root, steps, *extra, resume=False):
-    argv = ["--data", str(data_root), "--val-data", str(data_root), "--out", str(out), "--preset", "tiny",
+def _run(out, tiny_driving_data, steps, *extra, resume=False):
+    argv = ["--data", str(tiny_driving_data), "--val-data", str(tiny_driving_data), "--out", str(out), "--preset", "tiny",
             "--steps", str(steps), "--batch", "2", "--seed", "1", "--checkpoint-every", "4", "--no-progress",
             *extra] + (["--resume"] if resume else [])
     return train(parse_config(BevTrainConfig, argv, "bev_train", ""), argv=argv)
 
 
-def test_train_resume_is_identical_and_logs_calibration_statistics(tmp_path, data_root):
-    straight = _run(tmp_path / "straight", data_root, 4)
-    interrupted = _run(tmp_path / "resumed", data_root, 4, "--stop-after", "2")
+def test_train_resume_is_identical_and_logs_calibration_statistics(tmp_path, tiny_driving_data):
+    straight = _run(tmp_path / "straight", tiny_driving_data, 4)
+    interrupted = _run(tmp_path / "resumed", tiny_driving_data, 4, "--stop-after", "2")
     assert interrupted.evaluation is None and load_checkpoint(interrupted.checkpoint)[2]["step"] == 2
-    resumed = _run(tmp_path / "resumed", data_root, 4, resume=True)
+    resumed = _run(tmp_path / "resumed", tiny_driving_data, 4, resume=True)
     a, _, meta_a = load_checkpoint(straight.checkpoint)
     b, _, meta_b = load_checkpoint(resumed.checkpoint)
     assert meta_a["step"] == meta_b["step"] == 4
@@ -61,13 +49,13 @@ def test_train_resume_is_identical_and_logs_calibration_statistics(tmp_path, dat
     assert 0.0 <= ev["mIoU"] <= 1.0
 
     with pytest.raises(CheckpointError, match="calibration"):
-        _run(tmp_path / "resumed", data_root, 6, "--calibration", "sum", resume=True)
+        _run(tmp_path / "resumed", tiny_driving_data, 6, "--calibration", "sum", resume=True)
     with pytest.raises(RunSetupError, match="exists: pass --resume"):
-        _run(tmp_path / "resumed", data_root, 4)
+        _run(tmp_path / "resumed", tiny_driving_data, 4)
 
 
-def test_single_task_and_uncalibrated_runs(tmp_path, data_root):
-    result = _run(tmp_path / "det", data_root, 2, "--tasks", "det", "--calibration", "sum", "--no-modality-cal")
+def test_single_task_and_uncalibrated_runs(tmp_path, tiny_driving_data):
+    result = _run(tmp_path / "det", tiny_driving_data, 2, "--tasks", "det", "--calibration", "sum", "--no-modality-cal")
     assert result.evaluation["mIoU"] is None and result.evaluation["mAP"] is not None
     rows = [json.loads(line) for line in (tmp_path / "det" / "metrics.jsonl").read_text().splitlines()]
     assert all(r["task_grad_norm_map"] == 0.0 for r in rows)  # map loss x 0 sends nothing into the backbone
@@ -90,8 +78,8 @@ def test_config_round_trip_from_argv():
     assert "--no-modality-cal" in config_to_argv(other)
 
 
-def test_bad_command_lines_exit_2_with_one_line(tmp_path, data_root, capsys):
-    base = ["--data", str(data_root), "--out", str(tmp_path / "r"), "--preset", "tiny", "--steps", "2"]
+def test_bad_command_lines_exit_2_with_one_line(tmp_path, tiny_driving_data, capsys):
+    base = ["--data", str(tiny_driving_data), "--out", str(tmp_path / "r"), "--preset", "tiny", "--steps", "2"]
     for extra, message in ((["--tasks", "lidar"], "--tasks must be a comma list"),
                            (["--calibration", "best"], "invalid choice"),
                            (["--lr", "-1"], "--lr must be > 0"),
@@ -103,10 +91,10 @@ def test_bad_command_lines_exit_2_with_one_line(tmp_path, data_root, capsys):
     assert "fewer than --batch 64" in capsys.readouterr().err
 
 
-def test_evaluate_command_writes_metrics(tmp_path, data_root):
-    _run(tmp_path / "run", data_root, 2)
+def test_evaluate_command_writes_metrics(tmp_path, tiny_driving_data):
+    _run(tmp_path / "run", tiny_driving_data, 2)
     out = tmp_path / "eval.json"
-    assert bev_evaluate.main(["--checkpoint", str(tmp_path / "run" / "checkpoint.pt"), "--data", str(data_root),
+    assert bev_evaluate.main(["--checkpoint", str(tmp_path / "run" / "checkpoint.pt"), "--data", str(tiny_driving_data),
                               "--out", str(out), "--figure", str(tmp_path / "eval.png")]) == 0
     result = json.loads(out.read_text())
     assert result["frames"] == 4 and result["step"] == 2
@@ -142,10 +130,10 @@ def test_corrupt_and_mismatched_checkpoints_raise_clear_errors(tmp_path):
     np.testing.assert_array_equal(loaded.fuser[0].weight.detach().numpy(), model.fuser[0].weight.detach().numpy())
 
 
-def test_torchrun_ddp_two_processes_on_cpu(tmp_path, data_root):
+def test_torchrun_ddp_two_processes_on_cpu(tmp_path, tiny_driving_data):
     """Two gloo ranks through torch.distributed (torchrun); rank 0 writes the run folder."""
     out, logs = tmp_path / "ddp", tmp_path / "torchrun_logs"
-    done = run_torchrun("ocgs_ros.bev.train", ["--data", str(data_root), "--out", str(out), "--preset", "tiny",
+    done = run_torchrun("ocgs_ros.bev.train", ["--data", str(tiny_driving_data), "--out", str(out), "--preset", "tiny",
                                                "--steps", "2", "--batch", "1", "--no-progress"], logs)
     assert done.returncode == 0, torchrun_failure(done, logs)
     run = json.loads((out / "config.json").read_text())["run"]
