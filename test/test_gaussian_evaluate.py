@@ -6,7 +6,8 @@ from __future__ import annotations
 def test_identity_votes():
     import numpy as np
 
-    from ocgs_ros.gaussians.eval_metrics import IdentityVotes, box_recall, gt_box_aabb, matched_instance_iou
+    from ocgs_ros.evaluation.boxes import Box3D, match_boxes
+    from ocgs_ros.gaussians.eval_metrics import IdentityVotes, matched_instance_iou
 
     votes = IdentityVotes()
     for scene, labels in ((0, [[3, 3, 1], [3, 3], [1, 1, 1, 3]]), (1, [[3, 3], [3, 2, 3]])):
@@ -32,6 +33,9 @@ def test_identity_votes():
     pred = np.zeros((4, 4), int)
     pred[:2, :] = 9  # covers object 1 and two background pixels
     assert matched_instance_iou(pred, gt, [1, 2]) == {1: 0.5, 2: 0.0}
-    lo, hi = gt_box_aabb([0, 0, 0.5], [2, 1, 1], np.pi / 2)
+    corners = Box3D.from_yaw([0, 0, 0.5], [2, 1, 1], np.pi / 2).corners()
+    lo, hi = corners.min(axis=0), corners.max(axis=0)
     assert np.allclose(lo, [-0.5, -1, 0]) and np.allclose(hi, [0.5, 1, 1])
-    assert box_recall([(lo, hi)], [(lo + 0.1, hi + 0.1)])[0] == 1 and box_recall([(lo, hi)], [])[0] == 0
+    gt = [Box3D.from_aabb(lo, hi)]
+    assert match_boxes(gt, [Box3D.from_aabb(lo + 0.1, hi + 0.1)], 0.5).matched == 1
+    assert match_boxes(gt, [], 0.5).matched == 0

@@ -7,9 +7,8 @@
   view and over all views; cross-view consistency = fraction of visible views whose majority equals
   the object's overall majority; cross-scene = fraction of object kinds seen in >= 2 scenes whose
   overall majority entries agree.
-* :func:`gt_box_aabb` / :func:`box_recall` — kept for ``gaussians/evaluate.py`` until it moves to
-  ``ocgs_ros.mapping``: thin users of :mod:`ocgs_ros.evaluation` (the one box IoU and matching);
-  new code calls :func:`ocgs_ros.evaluation.match_boxes` directly.
+
+Box recall and precision are not here: :mod:`ocgs_ros.evaluation.boxes` is the one box ruler.
 """
 from __future__ import annotations
 
@@ -18,7 +17,6 @@ from collections import Counter, defaultdict
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from ocgs_ros.evaluation import Box3D, match_boxes
 
 
 def psnr(image: np.ndarray, target: np.ndarray) -> float:
@@ -143,17 +141,3 @@ class IdentityVotes:
             return None, {}
         agree = [len(set(v)) == 1 and v[0] >= 0 for v in entries.values()]
         return float(np.mean(agree)), entries
-
-
-def gt_box_aabb(center, size, yaw: float) -> tuple[np.ndarray, np.ndarray]:
-    """AABB ``(min, max)`` of an oriented box (centre, extents l w h, yaw about +z)."""
-    corners = Box3D.from_yaw(center, size, yaw).corners()
-    return corners.min(axis=0), corners.max(axis=0)
-
-
-def box_recall(gt_boxes: list[tuple[np.ndarray, np.ndarray]], pred_boxes: list[tuple[np.ndarray, np.ndarray]],
-               threshold: float = 0.5) -> tuple[int, list[float]]:
-    """``(number of GT boxes matched with IoU >= threshold, IoU of each GT box with its Hungarian
-    partner, 0 if none)`` for ``(min, max)`` axis-aligned boxes."""
-    match = match_boxes([Box3D.from_aabb(*b) for b in gt_boxes], [Box3D.from_aabb(*b) for b in pred_boxes], threshold)
-    return match.matched, match.assigned_iou_per_gt().tolist()
