@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -89,10 +89,19 @@ CAMERA_LIST_ARGUMENTS: dict[str, str] = {
 }
 
 #: bring-up only (launch has its own process control): stop after this many seconds.
-DURATION_HELP = "Stop after this many seconds (0 = until Ctrl-C or until a finite source ends)."
+DURATION_HELP = ("Stop after this many seconds, whatever else (0 = until Ctrl-C, or until a bag has played "
+                 "and the nodes have drained).")
 #: seconds a finished run (duration, finite source) lets each worker finish its frame, so the
 #: figures handed to ``before_shutdown`` and the summary are final
 IDLE_WAIT_S = 30.0
+#: how long bag_play waits for the perception nodes to subscribe before playing anyway (s); their
+#: start-up (checkpoints, models) is over by then: the bring-up starts the player last
+BAG_SUBSCRIBER_WAIT_S = 30.0
+#: a played bag may still have frames in flight (DDS, the synchronizer, the workers): the run ends
+#: once the perception nodes are idle and have received nothing for DRAIN_QUIET_S, or after
+#: DRAIN_TIMEOUT_S (s); a 4 ms loopback delivery makes 0.5 s a generous quiet period
+DRAIN_QUIET_S = 0.5
+DRAIN_TIMEOUT_S = 60.0
 
 
 class StartUpError(ValueError):
@@ -258,10 +267,52 @@ def _node_class(executable: str):
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def _finished(node) -> bool:
-    """A finite source (a bag player, a recorder with limits) says it is done."""
+def _source_finished(node) -> bool:
+    """A finite source (a bag player) has published everything."""
     done = getattr(node, "done", None)
-    return bool(getattr(node, "finished", False) or (done is not None and done.is_set()))
+    return done is not None and done.is_set()
+
+
+def _sink_finished(node) -> bool:
+    """A node with limits of its own (a recorder's max_messages / max_duration_s) is done."""
+    return bool(getattr(node, "finished", False))
+
+
+def _perception_nodes(nodes) -> list:
+    """The nodes that build frames from sensor input (PerceptionNode: ``frame_topics``, ``idle``)."""
+    return [node for node in nodes if callable(getattr(node, "idle", None)) and hasattr(node, "frame_topics")]
+
+
+def bag_wait_overrides(consumers) -> dict[str, Any]:
+    """bag_play parameters making it wait until the already started perception nodes subscribe to
+    their inputs (resolved names, once per node: a topic two nodes read waits for both)."""
+    topics = [topic for node in _perception_nodes(consumers) for topic in node.frame_topics]
+    return {"wait_for_topics": topics, "wait_for_subscribers_s": BAG_SUBSCRIBER_WAIT_S} if topics else {}
+
+
+class Drain:
+    """After a bag has played: done once every perception node is idle and no input has reached
+    them for ``quiet_s``; :meth:`timed_out` bounds the wait."""
+
+    def __init__(self, nodes, quiet_s: float = DRAIN_QUIET_S, timeout_s: float = DRAIN_TIMEOUT_S):
+        self._nodes = _perception_nodes(nodes)
+        self._quiet_s = quiet_s
+        self._received = self._inputs()
+        self._quiet_since = time.monotonic()
+        self._deadline = self._quiet_since + timeout_s
+
+    def _inputs(self) -> int:
+        return sum(node.inputs_received for node in self._nodes)
+
+    def drained(self) -> bool:
+        now, received = time.monotonic(), self._inputs()
+        if received != self._received or not all(node.idle() for node in self._nodes):
+            self._received, self._quiet_since = received, now
+            return False
+        return now - self._quiet_since >= self._quiet_s
+
+    def timed_out(self) -> bool:
+        return time.monotonic() >= self._deadline
 
 
 def _start_node(plan: NodePlan):
@@ -276,8 +327,8 @@ def _start_node(plan: NodePlan):
 
 
 def run(argv: list[str] | None = None, before_shutdown=None, shutdown: ShutdownRequest | None = None) -> dict[str, Any]:
-    """Bring the planned nodes up, spin until the duration, a finite source's end or SIGINT/SIGTERM,
-    tear down in order.
+    """Bring the planned nodes up, spin until the duration, a played bag's drained end, a recorder's
+    limit or SIGINT/SIGTERM, tear down in order.
 
     ``before_shutdown(nodes_by_name, output)`` (optional) runs after the executor stopped and before
     the nodes are destroyed: the demo uses it to save the map and render views from the live nodes.
@@ -315,8 +366,11 @@ def _run_nodes(plans, arguments, config, output, duration, before_shutdown, shut
     executor = MultiThreadedExecutor()
     nodes = []
     try:
-        # Consumers first, sources last: a bag player starts publishing from its constructor.
+        # Consumers first, sources last: a bag player starts publishing from its constructor, once
+        # the consumers it is told about have subscribed.
         for plan in reversed(plans):
+            if plan.executable == "bag_play":
+                plan = replace(plan, overrides={**plan.overrides, **bag_wait_overrides(nodes)})
             nodes.append(_start_node(plan))
     except StartUpError:
         destroy_nodes(nodes, log)
@@ -335,6 +389,7 @@ def _run_nodes(plans, arguments, config, output, duration, before_shutdown, shut
     spinner.start()
     deadline = started + duration if duration > 0 else None
     failure = None
+    drain: Drain | None = None
     try:
         while rclpy.ok():
             if shutdown.wait(0.05):
@@ -343,8 +398,18 @@ def _run_nodes(plans, arguments, config, output, duration, before_shutdown, shut
             if deadline is not None and time.monotonic() >= deadline:
                 log.info(f"duration {duration:.1f} s reached")
                 break
-            if any(_finished(n) for n in nodes):
-                log.info("a finite source finished; stopping")
+            if any(_sink_finished(n) for n in nodes):
+                log.info("a finite node finished; stopping")
+                break
+            if drain is None and any(_source_finished(n) for n in nodes):
+                log.info("bag finished; draining")
+                drain = Drain(nodes)
+            if drain is not None and drain.drained():
+                log.info("drained; stopping")
+                break
+            if drain is not None and drain.timed_out():
+                log.warning(f"not drained after {DRAIN_TIMEOUT_S:.0f} s (a node still busy or still receiving); "
+                            "stopping")
                 break
     finally:
         # Stop dispatching before anything is torn down, so no callback runs on a destroyed entity.

@@ -115,6 +115,11 @@ class LatestWorker:
                         self.stats.total_duration_s += duration
                     self._cond.notify_all()
 
+    def idle(self) -> bool:
+        """Nothing pending and nothing in progress, now."""
+        with self._cond:
+            return not (self._has_pending or self._busy)
+
     def wait_idle(self, timeout_s: float | None = None) -> bool:
         """Block until nothing is pending or running (for tests and orderly shutdown)."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s

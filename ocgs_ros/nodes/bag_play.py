@@ -5,6 +5,7 @@ mapping and BEV nodes. Messages are published as the recorded CDR bytes (no re-s
 """
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from dataclasses import dataclass
@@ -19,6 +20,10 @@ from ocgs_ros.ros.conversions import ns_to_stamp
 from ocgs_ros.ros.node_main import run_node
 from ocgs_ros.ros.params import declare_config
 from ocgs_ros.settings import non_negative, positive, setting
+
+
+#: how often the wait for subscribers looks at the publishers' match counts (s)
+SUBSCRIBER_POLL_S = 0.02
 
 
 def _names_a_bag(value: str) -> str | None:
@@ -36,9 +41,15 @@ class BagPlaySettings:
     force_reliable: bool = setting(False, "Offer every topic reliable, whatever it was recorded with (for "
                                           "consumers that must not lose a message, e.g. offline evaluation).")
     publish_clock: bool = setting(False, "Publish /clock from the bag's timestamps (for use_sim_time consumers).")
-    wait_for_subscribers_s: float = setting(0.0, "Before playing, wait up to this long until every replayed topic "
-                                                 "has min_subscribers subscribers (0 = start at once).", non_negative)
-    min_subscribers: int = setting(1, "Subscribers per topic to wait for (see wait_for_subscribers_s).", positive)
+    wait_for_subscribers_s: float = setting(0.0, "Before playing, wait up to this long until every topic of "
+                                                 "wait_for_topics has its subscribers (0 = start at once); then "
+                                                 "play anyway, warning which topics have none.", non_negative)
+    # the bring-up fills it with its perception nodes' resolved inputs, so a bag is not played into
+    # nodes that have not subscribed yet; a topic listed twice waits for two subscribers
+    wait_for_topics: tuple[str, ...] = setting((), "Topics whose subscribers the wait counts (a topic listed n "
+                                                   "times waits for n); empty = every replayed topic.")
+    min_subscribers: int = setting(1, "Subscribers per topic to wait for at least (see wait_for_subscribers_s).",
+                                   positive)
     start_delay_s: float = setting(0.0, "Wait this long after start-up before playing.", non_negative)
     shutdown_when_done: bool = setting(True, "Shut the process down when playback ends (ignored with loop).")
 
@@ -83,16 +94,38 @@ class BagPlayer(Node):
         )
         self._thread.start()
 
+    def _subscribers_wanted(self) -> dict[str, int]:
+        """Resolved replayed topic -> subscribers to wait for (wait_for_topics, min_subscribers)."""
+        s = self.settings
+        listed = collections.Counter(self.resolve_topic_name(topic) for topic in s.wait_for_topics)
+        replayed = {publisher.topic_name for publisher in self._topic_publishers.values()}
+        absent = sorted(set(listed) - replayed)
+        if absent:  # typically a remap that does not match the bag's names
+            self.get_logger().warning(f"not in the bag, so not waited for: {absent} (bag topics: {sorted(replayed)})")
+        wanted = listed if listed else dict.fromkeys(replayed, 1)
+        return {topic: max(count, s.min_subscribers) for topic, count in wanted.items() if topic in replayed}
+
+    def _topics_lacking_subscribers(self, wanted: dict[str, int]) -> list[str]:
+        """The topics of ``wanted`` whose publisher has fewer matched subscribers than wanted."""
+        counts = {publisher.topic_name: publisher.get_subscription_count()
+                  for publisher in self._topic_publishers.values()}
+        return [topic for topic, count in wanted.items() if counts[topic] < count]
+
     def _wait_for_subscribers(self) -> None:
-        deadline = time.monotonic() + self.settings.wait_for_subscribers_s
-        wanted = self.settings.min_subscribers
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            if all(p.get_subscription_count() >= wanted for p in self._topic_publishers.values()):
+        """Player thread (never the executor): bounded by wait_for_subscribers_s, logged once."""
+        timeout_s = self.settings.wait_for_subscribers_s
+        wanted = self._subscribers_wanted()
+        self.get_logger().info(f"waiting up to {timeout_s:.1f} s for subscribers (topic: count) {wanted}")
+        deadline = time.monotonic() + timeout_s
+        while not self._stop.is_set():
+            lacking = self._topics_lacking_subscribers(wanted)
+            if not lacking:
+                self.get_logger().info("every awaited topic has its subscribers; playing")
                 return
-            time.sleep(0.02)
-        missing = [t for t, p in self._topic_publishers.items() if p.get_subscription_count() < wanted]
-        if missing:
-            self.get_logger().warning(f"starting playback without subscribers on {missing}")
+            if time.monotonic() >= deadline:
+                self.get_logger().warning(f"too few subscribers after {timeout_s:.1f} s on {lacking}; playing anyway")
+                return
+            self._stop.wait(SUBSCRIBER_POLL_S)
 
     def _run(self) -> None:
         try:

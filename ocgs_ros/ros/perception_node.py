@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from rclpy.node import Node
+from tf2_msgs.msg import TFMessage
 
 from ocgs_ros.latest_worker import LatestWorker
 from ocgs_ros.ros import qos
@@ -60,6 +61,9 @@ class PerceptionNode(Node):
         self.settings = self.configs[0]
         torch.set_num_threads(self.settings.torch_threads)
         self.published = 0
+        #: sensor messages received on any input (synchronised or not): the bring-up's drain waits
+        #: until this stops growing, i.e. until nothing is still in flight to the node
+        self.inputs_received = 0
         self.latencies_s: collections.deque[float] = latency_window()  # the recent ones: bounded memory
         self.tf_buffer = make_tf_buffer(cache_time_s=TF_CACHE_S)
         self.tf_listener = make_transform_listener(self.tf_buffer, self)
@@ -75,8 +79,23 @@ class PerceptionNode(Node):
         self._subscribers, self.sync = make_synchronizer(
             self, [(i.msg_type, i.topic, qos.SENSOR_DATA) for i in inputs], s.sync_queue_size, s.sync_slop_s)
         for subscriber, item in zip(self._subscribers, inputs):
-            subscriber.registerCallback(lambda _msg, name=item.name: self.diagnostics.tick(name))
+            subscriber.registerCallback(lambda _msg, name=item.name: self._on_input(name))
         self.sync.registerCallback(self.on_frame)
+
+    def _on_input(self, name: str) -> None:
+        self.inputs_received += 1
+        self.diagnostics.tick(name)
+
+    @property
+    def frame_topics(self) -> list[str]:
+        """What its frames are built from, as resolved (namespace and remaps applied): the sensor
+        topics, then TF (a frame whose poses were published before the node subscribed is lost too)."""
+        sensors = [subscriber.sub.topic_name for subscriber in self._subscribers]
+        return sensors + [sub.topic_name for sub in self.subscriptions if sub.msg_type is TFMessage]
+
+    def idle(self) -> bool:
+        """No frame waiting for the worker and none in progress."""
+        return self.worker is None or self.worker.idle()
 
     # -- what a subclass provides -----------------------------------------------------------
     def frame_stamp_ns(self, msgs: tuple) -> int:
