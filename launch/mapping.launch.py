@@ -1,11 +1,11 @@
 """ros2 launch ocgs_ros mapping.launch.py [sim:=true] [bag:=PATH] [record:=true] [use_sim_time:=true]
     [namespace:=NS] [mapping:=true] [bev:=false] [image_topic:=...] [camera_info_topic:=...]
-    [points_topic:=...] [rviz:=false] ...
+    [points_topic:=...] [image_topics:=[...]] [camera_info_topics:=[...]] [rviz:=false] ...
 
 Starts the ocgs_ros nodes with one parameter YAML. Several cameras (bev_perception_node's
-``image_topics`` / ``camera_info_topics`` lists) come from that YAML: ``config:=config/driving_surround.yaml``
-for the six-camera surround rig, or a copy naming your topics (the bring-up also takes
-``image_topics:=[...]`` / ``camera_info_topics:=[...]``). The pip-only equivalent is the ``bringup``
+``image_topics`` / ``camera_info_topics`` lists) come from that YAML (``config:=config/driving_surround.yaml``
+for the six-camera surround rig) or from ``image_topics:=[/cam_front/image_raw,...]`` /
+``camera_info_topics:=[...]``, one topic per camera in the model's order. The pip-only equivalent is the ``bringup``
 command (ocgs_ros/bringup.py), which declares the same arguments and starts the same executables
 with the same YAML; test/test_launch_parity.py keeps the two in step.
 
@@ -17,14 +17,14 @@ import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, GroupAction
+from launch.actions import DeclareLaunchArgument, GroupAction, OpaqueFunction
 from launch.conditions import IfCondition
 from launch.substitutions import (AndSubstitution, EqualsSubstitution, LaunchConfiguration, NotEqualsSubstitution,
                                   PathJoinSubstitution)
 from launch_ros.actions import Node, PushRosNamespace
 from launch_ros.parameter_descriptions import ParameterValue
 
-from ocgs_ros.bringup import LAUNCH_ARGUMENTS, SENSOR_REMAPS, default_output_dir
+from ocgs_ros.bringup import CAMERA_LIST_ARGUMENTS, LAUNCH_ARGUMENTS, SENSOR_REMAPS, camera_list_overrides, default_output_dir
 
 PACKAGE = "ocgs_ros"
 
@@ -37,6 +37,19 @@ def _text(name: str) -> ParameterValue:
 
 def _flag(name: str) -> ParameterValue:
     return ParameterValue(LaunchConfiguration(name), value_type=bool)
+
+
+def _bev_node(context, config, use_sim_time, sensor_remaps):
+    """bev_perception_node, with the camera lists of ``image_topics:=`` / ``camera_info_topics:=``:
+    a list is a parameter value, not a remapping, and its length is known only once the arguments
+    are, so the node is built here, at launch time (parsed by the bring-up's own rule, not eval)."""
+    camera_lists = camera_list_overrides({name: LaunchConfiguration(name).perform(context)
+                                          for name in CAMERA_LIST_ARGUMENTS})
+    return [Node(
+        package=PACKAGE, executable="bev_perception_node", name="bev_perception_node", output="screen",
+        parameters=[config, {"use_sim_time": use_sim_time, **camera_lists}], remappings=sensor_remaps,
+        condition=IfCondition(LaunchConfiguration("bev")),
+    )]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -81,11 +94,7 @@ def generate_launch_description() -> LaunchDescription:
             parameters=[config, {"use_sim_time": use_sim_time}], remappings=sensor_remaps,
             condition=IfCondition(LaunchConfiguration("mapping")),
         ),
-        Node(
-            package=PACKAGE, executable="bev_perception_node", name="bev_perception_node", output="screen",
-            parameters=[config, {"use_sim_time": use_sim_time}], remappings=sensor_remaps,
-            condition=IfCondition(LaunchConfiguration("bev")),
-        ),
+        OpaqueFunction(function=_bev_node, args=[config, use_sim_time, sensor_remaps]),
     ]
     # Every node under the namespace argument; the YAML's /**/<node> sections still match them.
     robot = GroupAction([PushRosNamespace(LaunchConfiguration("namespace")), *nodes])

@@ -56,7 +56,13 @@ SENSOR_REMAPS: dict[str, str] = {
 
 #: launch arguments whose values are free text (paths, names, topics): the launch file passes them
 #: as strings (``ParameterValue(..., value_type=str)``), so ``bag:=2024_01_01`` stays a path
-STRING_ARGUMENTS = ("config", "world", "bag", "output", "namespace", *SENSOR_REMAPS)
+STRING_ARGUMENTS = ("config", "world", "bag", "output", "namespace", *SENSOR_REMAPS, "image_topics",
+                    "camera_info_topics")
+
+#: launch arguments holding topic lists: bev_perception_node's cameras, one topic each in the model's
+#: order (several cameras cannot be one launch_ros remapping, so they become the node's list
+#: parameters, in the launch file and here alike: camera_list_overrides)
+CAMERA_LIST_ARGUMENTS = ("image_topics", "camera_info_topics")
 
 #: launch arguments that switch something on or off (true/false)
 BOOLEAN_ARGUMENTS = ("use_sim_time", "sim", "record", "mapping", "bev", "rviz")
@@ -78,14 +84,10 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
     "camera_info_topic": (SENSOR_REMAPS["camera_info_topic"], "CameraInfo topic the perception nodes subscribe."),
     "points_topic": (SENSOR_REMAPS["points_topic"], "LiDAR PointCloud2 topic the perception nodes subscribe."),
     "rviz": ("false", "Start rviz2 with config/ocgs.rviz (Gaussians, objects, BEV boxes, map layers, camera)."),
-}
-
-#: bring-up only: bev_perception_node's camera lists (several cameras cannot be one launch_ros
-#: remapping; under ``ros2 launch`` put the lists in the YAML, as config/driving_surround.yaml does)
-CAMERA_LIST_ARGUMENTS: dict[str, str] = {
-    "image_topics": "BEV node's Image topics, one per camera in the model's order: [/cam_front/image_raw,"
-                    "/cam_back/image_raw,...] ('' = the YAML's image_topics).",
-    "camera_info_topics": "BEV node's CameraInfo topics in the same order ('' = the YAML's camera_info_topics).",
+    "image_topics": ("", "BEV node's Image topics, one per camera in the model's order: [/cam_front/image_raw,"
+                         "/cam_back/image_raw,...] ('' = the YAML's image_topics)."),
+    "camera_info_topics": ("", "BEV node's CameraInfo topics in the same order ('' = the YAML's "
+                               "camera_info_topics)."),
 }
 
 #: bring-up only (launch has its own process control): stop after this many seconds.
@@ -184,6 +186,12 @@ def topic_list(name: str, text: str) -> list[str]:
     return topics
 
 
+def camera_list_overrides(arguments) -> dict[str, list[str]]:
+    """bev_perception_node's camera list parameters from the launch arguments that name them (an
+    empty argument leaves the YAML's list); StartUpError for a malformed list."""
+    return {key: topic_list(key, arguments[key]) for key in CAMERA_LIST_ARGUMENTS if arguments.get(key)}
+
+
 def plan_nodes(arguments: dict[str, str], output: Path) -> list[NodePlan]:
     """Which nodes to start, with per-node overrides, from launch-style arguments."""
     use_sim_time = _flag(arguments, "use_sim_time")
@@ -202,8 +210,8 @@ def plan_nodes(arguments: dict[str, str], output: Path) -> list[NodePlan]:
     if _flag(arguments, "mapping"):
         plans.append(NodePlan("object_mapping_node", dict(common), remaps, namespace))
     if _flag(arguments, "bev"):
-        cameras = {key: topic_list(key, arguments[key]) for key in CAMERA_LIST_ARGUMENTS if arguments.get(key)}
-        plans.append(NodePlan("bev_perception_node", {**common, **cameras}, remaps, namespace))
+        plans.append(NodePlan("bev_perception_node", {**common, **camera_list_overrides(arguments)}, remaps,
+                              namespace))
     return plans
 
 
@@ -220,14 +228,12 @@ def parse_arguments(argv: list[str]) -> tuple[dict[str, str], float, list[str]]:
         prog="bringup",
         description=__doc__.split("\n\n")[0],
         epilog="Launch arguments (key:=value): "
-        + "; ".join(f"{k} (default {d!r}): {h}" for k, (d, h) in LAUNCH_ARGUMENTS.items())
-        + "; bring-up only: " + "; ".join(f"{k}: {h}" for k, h in CAMERA_LIST_ARGUMENTS.items()),
+        + "; ".join(f"{k} (default {d!r}): {h}" for k, (d, h) in LAUNCH_ARGUMENTS.items()),
     )
     parser.add_argument("--duration", type=float, default=0.0, help=DURATION_HELP)
     parser.add_argument("launch_arguments", nargs="*", metavar="key:=value")
     ns = parser.parse_args(argv)
     arguments = {k: d for k, (d, _) in LAUNCH_ARGUMENTS.items()}
-    arguments.update({k: "" for k in CAMERA_LIST_ARGUMENTS})
     for token in ns.launch_arguments:
         key, sep, value = token.partition(":=")
         if not sep:

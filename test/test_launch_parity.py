@@ -119,12 +119,27 @@ def test_launch_parameters_are_typed():
         for element in call["parameters"].elts[1:]:
             assert isinstance(element, ast.Dict)
             for key, value in zip(element.keys, element.values):
+                if key is None:  # ``**camera_lists``: lists of topic names, checked below
+                    assert _is_name(value, "camera_lists")
+                    continue
                 name = ast.literal_eval(key)
                 value_type = _parameter_value_type(value, helpers)
                 assert value_type == expected[name], f"{name}: value_type {value_type} (want {expected[name]})"
                 seen.add(name)
     assert seen == set(expected)
     assert {"bag", "world", "output"} <= set(bringup.STRING_ARGUMENTS)
+
+
+def test_the_bev_node_takes_the_camera_list_arguments_by_the_bringups_rule():
+    tree = _tree()
+    helper = _launch_helpers(tree)["_bev_node"]
+    assert "camera_list_overrides(" in ast.unparse(helper) and "CAMERA_LIST_ARGUMENTS" in ast.unparse(helper)
+    opaque = _calls(tree, "OpaqueFunction")
+    assert len(opaque) == 1 and ast.unparse(opaque[0]).startswith("OpaqueFunction(function=_bev_node")
+    assert set(bringup.CAMERA_LIST_ARGUMENTS) <= set(bringup.LAUNCH_ARGUMENTS) & set(bringup.STRING_ARGUMENTS)
+    topics = "[/cam_front/image_raw, /cam_back/image_raw]"
+    assert bringup.camera_list_overrides({"image_topics": topics, "camera_info_topics": ""}) == {
+        "image_topics": ["/cam_front/image_raw", "/cam_back/image_raw"]}
 
 
 def test_rviz_gets_use_sim_time_and_the_package_display_config():
