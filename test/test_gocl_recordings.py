@@ -1,5 +1,6 @@
 """Training the codebook on one's own recordings: gocl_data (bag, image folder) -> gocl_train ->
-export -> the mapping pipeline loads it; the frozen-ViT feature option from a local weight file."""
+export -> the mapping pipeline and object_mapping_node load it and map; the frozen-ViT feature
+option from a local weight file."""
 from __future__ import annotations
 
 import json
@@ -10,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from test_node_object_mapping import feed_tf, make_node, parts, sim_frames, submit  # noqa: F401 - a fixture
 
 from ocgs_ros.mapping.config import MappingConfig
 from ocgs_ros.mapping.evaluate import EvalConfig, make_world_config, mapping_frame
@@ -153,7 +155,7 @@ def test_max_frames_is_a_seeded_sample(tmp_path):
     assert first == sample(1, "b") and first == sorted(first)
 
 
-def test_train_on_bag_export_and_pipeline_loads_it(bag_dataset, tmp_path):
+def test_train_on_bag_export_and_the_pipeline_and_node_map_with_it(bag_dataset, tmp_path, ros_context, sim_frames):
     run = tmp_path / "run"
     assert train_main(["--data", str(bag_dataset), "--out", str(run), "--preset", "tiny", "--steps", "4",
                        "--batch", "3", "--seed", "0", "--log-every", "2", "--threads", "1", "--no-progress"]) == 0
@@ -179,6 +181,19 @@ def test_train_on_bag_export_and_pipeline_loads_it(bag_dataset, tmp_path):
     assert logits.shape == (model_config.codebook_size + 1, 48, 64) and torch.isfinite(logits).all()
     assert update.frames_integrated == 2 and update.num_gaussians > 0
     assert isinstance(update.objects, list)
+
+    # the node, given the checkpoint as a user gives it (gocl.checkpoint:=PATH), maps and publishes
+    static, frames = sim_frames
+    node = make_node(ros_context, shipped)
+    try:
+        assert node.pipeline.num_entries == model_config.codebook_size
+        for frame in frames[:2]:
+            feed_tf(node, static, frame)
+            submit(node, *parts(frame))
+        assert node.published == 2 and not node.rejected, node.rejected
+        assert node.pipeline.map.num_gaussians > 0
+    finally:
+        node.destroy_node()
 
 
 # ----- frozen ViT features ----------------------------------------------------------------
