@@ -2,7 +2,7 @@
 
     python -m ocgs_ros.bev.evaluate --checkpoint runs/bev/full/checkpoint.pt --data runs/bev/data_val \\
         --out runs/bev/full/eval.json [--figure runs/bev/full/eval.png] [--nuscenes-version v1.0-mini] \\
-        [--summary docs/results/bev_surround.json]
+        [--summary docs/results/bev_surround.json] [--ship ocgs_ros/models/bev_surround.pt]
 
 ``--data`` is a simulated driving dataset folder or a nuScenes-format dataroot (recognised by its
 ``v1.0-*/sample.json``; ``--nuscenes-version`` picks one of several versions).
@@ -11,7 +11,9 @@ ATE/ASE/AOE/AVE on the 2 m matches (``ocgs_ros.bev.metrics``) and NDS over those
 Map: IoU per class at the thresholds 0.35..0.65 (BEVFusion's sweep), best threshold per class,
 mIoU of the best IoUs. ``inference_ms``: median ``BevPredictor.predict`` time per frame on one
 CPU thread (input checks to decoded boxes). ``--summary`` writes the headline figures alone:
-``num_cameras``, ``map`` (mAP), ``nds``, ``miou``, ``inference_ms``, ``command``.
+``num_cameras``, ``map`` (mAP), ``nds``, ``miou``, ``inference_ms``, ``command``. ``--ship`` then
+writes the evaluated weights without optimiser state (what the package ships), naming the training
+and the evaluation commands, so a shipped model is always one whose figures were written.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ import numpy as np
 import torch
 
 from ..atomic_io import atomic_save_figure, atomic_write_json
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TASKS, BevConfig
 from .data import BevSampleDataset, driving_dataset
 from .frames import collate_samples
@@ -182,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--figure", default=None, help="example PNG")
     parser.add_argument("--summary", default=None, help="headline JSON: num_cameras, map, nds, miou, inference_ms, "
                                                         "command (e.g. docs/results/bev_surround.json)")
+    parser.add_argument("--ship", default=None, help="also write the evaluated weights without optimiser state here "
+                                                     "(e.g. ocgs_ros/models/bev_surround.pt)")
     parser.add_argument("--tasks", default="det,map", help="tasks the model was trained on (others: null)")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--max-scenes", type=int, default=None)
@@ -218,6 +222,11 @@ def main(argv: list[str] | None = None) -> int:
         keys = ("num_cameras", "nds", "miou", "inference_ms", "inference_threads", "frames", "checkpoint", "step",
                 "data", "command")
         atomic_write_json(args.summary, finite_or_none({"map": result["mAP"], **{k: result[k] for k in keys}}))
+    if args.ship:
+        run = meta["extra"].get("run", {})
+        save_checkpoint(args.ship, model, step=meta["step"],
+                        extra={"run": run, "produced_by": run.get("command", str(args.checkpoint)),
+                               "evaluated_by": result["command"], "evaluation": {"map": result["mAP"], "miou": result["mIoU"]}})
     if args.figure and examples:
         plot_examples(examples, cfg, Path(args.figure), title=str(args.checkpoint))
     print(f"bev_evaluate: mAP {result['mAP']}  mIoU {result['mIoU']}  -> {args.out}")
