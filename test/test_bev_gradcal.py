@@ -112,6 +112,42 @@ def test_mgc_keeps_the_naive_step_size():
     assert combined @ u1 == pytest.approx(combined @ u2, rel=1e-9)
 
 
+def test_partial_beta0_is_the_sum_and_beta1_equalises_up_to_the_stronger_task():
+    g_det, g_map = np.array([120.0, 1.0, 0.0]), np.array([0.0, 0.3, 0.8])  # ~orthogonal, 140x apart
+    assert np.allclose(_combine([g_det, g_map], "partial", beta=0.0), g_det + g_map)
+    equal = _combine([g_det, g_map], "partial", beta=1.0)
+    # beta = 1: the map component is raised to the detection norm, detection's is left as it is ...
+    assert np.allclose(equal, g_det + np.linalg.norm(g_det) / np.linalg.norm(g_map) * g_map)
+    # ... which for two tasks is the IMTL-G / mgc direction at the stronger task's scale
+    mgc = _combine([g_det, g_map], "mgc")
+    assert equal @ mgc / (np.linalg.norm(equal) * np.linalg.norm(mgc)) == pytest.approx(1.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("beta", [0.05, 0.25, 0.6])
+def test_partial_raises_the_weaker_task_to_beta_of_the_stronger_and_never_lowers_a_task(beta):
+    g_det, g_map, g_aux = np.array([50.0, 0.0, 0.0, 0.0]), np.array([0.0, 0.1, 0.0, 0.0]), np.array([0.0, 0.0, 40.0, 0.0])
+    combined = _combine([g_det, g_map, g_aux], "partial", beta=beta)
+    # orthogonal inputs: each coordinate is one task's component of the combination
+    assert combined[0] == pytest.approx(50.0)  # the strongest task is untouched
+    assert combined[1] == pytest.approx(beta * 50.0)  # the weak one raised to beta x the strongest norm
+    assert combined[2] == pytest.approx(max(40.0, beta * 50.0))  # one already above beta x max keeps its size
+    zero = _combine([g_det, np.zeros(4)], "partial", beta=beta)
+    assert np.allclose(zero, g_det)  # a task without gradient stays without
+
+
+def test_torchjd_methods_on_orthogonal_gradients_of_very_different_norms():
+    g_det, g_map = np.array([120.0, 0.0, 0.0]), np.array([0.0, 0.6, 0.8])  # orthogonal, 120x apart
+    # UPGrad: nothing conflicts, so it is the plain sum (at sum scale with match_sum_scale)
+    assert np.allclose(_combine([g_det, g_map], "upgrad"), g_det + g_map, rtol=1e-6)
+    # MGDA: the min-norm point of the hull, weights proportional to 1/|g|^2 -> the weaker task rules
+    mgda = _combine([g_det, g_map], "mgda", match_sum_scale=False)
+    lam = 1.0 / (1.0 + 120.0 ** 2)  # weight of g_det at the analytic min-norm point
+    assert np.allclose(mgda, lam * g_det + (1 - lam) * g_map, rtol=1e-3, atol=1e-6)
+    # Aligned-MTL: equal-norm components (like IMTL-G)
+    aligned = _combine([g_det, g_map], "aligned_mtl")
+    assert abs(aligned[0]) == pytest.approx(np.linalg.norm(aligned[1:]), rel=1e-4)
+
+
 def test_cagrad_c0_is_the_average_and_c_positive_solves_the_primal():
     rng = np.random.default_rng(1)
     grads = [rng.normal(size=5), rng.normal(size=5)]
@@ -165,6 +201,8 @@ def test_bad_arguments_raise():
         GradientCalibrator("sum", granularity="pixel")
     with pytest.raises(ValueError, match="cagrad_c"):
         GradientCalibrator("cagrad", cagrad_c=-1)
+    with pytest.raises(ValueError, match="beta must be in"):
+        GradientCalibrator("partial", beta=1.5)
 
 
 # ------------------------------------------------------------------------------------------

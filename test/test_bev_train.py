@@ -83,6 +83,7 @@ def test_bad_command_lines_exit_2_with_one_line(tmp_path, tiny_driving_data, cap
     for extra, message in ((["--tasks", "lidar"], "--tasks must be a comma list"),
                            (["--calibration", "best"], "invalid choice"),
                            (["--lr", "-1"], "--lr must be > 0"),
+                           (["--calibration", "partial", "--partial-beta", "2"], "--partial-beta must be in [0, 1]"),
                            (["--set", "det_grid=1,2"], "det_grid=1,2: needs 5 comma-separated values")):
         with pytest.raises(SystemExit) as exc:
             train_main([*base, *extra])

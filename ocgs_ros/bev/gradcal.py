@@ -49,8 +49,26 @@ Every method returns :math:`g^* = \sum_t w_t g_t` with weights computed from :ma
   balancing is the job of the modality level. ``GradientCalibrator(task_method="mgc")`` also
   enables the modality-level calibration by default.
 
-``cagrad`` and ``imtlg`` produce average-scale gradients (weights summing to one for aligned
-tasks); with ``match_sum_scale=True`` (default) their weights are multiplied by ``T`` so that
+* ``partial`` -- partial equalisation (ours, issue 18): every task's component is raised to at
+  least a fraction :math:`\beta \in [0, 1]` of the largest task-gradient norm and never lowered,
+  :math:`w_t = \max(1, \beta\, n_{\max} / n_t)` (a zero gradient keeps :math:`w_t = 1`).
+  :math:`\beta = 0` is ``sum``; :math:`\beta = 1` equalises *up* to the strongest task (for two
+  tasks the IMTL-G / ``mgc`` direction, at the stronger task's scale instead of the sum's). Why:
+  our task gradients at ``F`` are orthogonal and differ ~120x in norm; under AdamW (per-parameter
+  normalisation) the shared decoder then serves the tasks in proportion to their gradient norms,
+  so ``sum`` starves the map task and full equalisation (``mgc``) halves detection's share.
+  :math:`\beta` sets the share in between and is chosen on validation data
+  (:data:`DEFAULT_PARTIAL_BETA`, docs/bev.md). The stronger task's gradient is left untouched.
+
+* ``upgrad`` / ``mgda`` / ``aligned_mtl`` -- the aggregators of the maintained ``torchjd`` library
+  (UPGrad, Quinton & Rey 2024; MGDA, Sener & Koltun 2018; Aligned-MTL, Senushkin et al. 2023),
+  applied through their Gramian weightings (``torchjd.aggregation.*Weighting`` called on
+  :math:`\Gamma`, which is exactly what the aggregators compute from the ``[T, D]`` matrix). For our
+  orthogonal task gradients UPGrad gives back the average (``sum`` up to scale), MGDA's min-norm
+  point is dominated by the *weaker* task, and Aligned-MTL equalises (like IMTL-G).
+
+``cagrad``, ``imtlg`` and the ``torchjd`` methods produce average-scale gradients (weights summing
+to one for aligned tasks); with ``match_sum_scale=True`` (default) their weights are multiplied by ``T`` so that
 they equal ``sum`` when the task gradients are identical, i.e. changing the method changes the
 balance/direction, not the effective learning rate.
 
@@ -62,7 +80,9 @@ Modality level: with the combined gradients :math:`h_m` arriving at the modality
 :math:`h_m \leftarrow h_m \cdot \bar n / \|h_m\|` (a zero gradient stays zero). The rule acts on
 the combined, task-calibrated gradient (not per task), as in the paper's description: "before
 the calibrated gradients are further propagated to the modality branches, their magnitudes will
-be calibrated again to the same level". Granularity follows the task level.
+be calibrated again to the same level". Granularity follows the task level. Under AdamW this level
+is close to a no-op: Adam's step is invariant to a constant factor on a parameter's gradient, so
+only the factor's step-to-step variation reaches the update (measured in docs/bev.md).
 """
 from __future__ import annotations
 
@@ -74,8 +94,14 @@ import numpy as np
 import torch
 from scipy.optimize import minimize, minimize_scalar
 from torch import Tensor
+from torchjd.aggregation import AlignedMTLWeighting, MGDAWeighting, UPGradWeighting
 
-TASK_METHODS: tuple[str, ...] = ("sum", "pcgrad", "cagrad", "imtlg", "mgc")
+# torchjd Gramian weightings by method name (stateless, so one instance each serves every call)
+TORCHJD_WEIGHTINGS = {"upgrad": UPGradWeighting(), "mgda": MGDAWeighting(), "aligned_mtl": AlignedMTLWeighting()}
+TASK_METHODS: tuple[str, ...] = ("sum", "pcgrad", "cagrad", "imtlg", "mgc", "partial", *TORCHJD_WEIGHTINGS)
+# Chosen on the validation split (docs/bev.md, issue 18): 0.25 for the shipped 1120-step recipe; the
+# 560-step dev screen chose 0.1 (a larger share for the map costs detection in short runs).
+DEFAULT_PARTIAL_BETA = 0.25
 GRANULARITIES: tuple[str, ...] = ("batch", "sample")
 _EPS = 1e-12
 
@@ -180,12 +206,26 @@ def imtlg_weights(gram: np.ndarray) -> np.ndarray:
     return weights
 
 
+def partial_weights(gram: np.ndarray, beta: float) -> np.ndarray:
+    """Partial equalisation: :math:`w_t = \\max(1, \\beta\\, n_{\\max} / n_t)` (zero gradients keep 1)."""
+    _check_beta(beta)
+    norms = np.sqrt(np.clip(np.diag(gram), 0.0, None))
+    active = norms > math.sqrt(_EPS)
+    weights = np.ones(gram.shape[0])
+    if active.any():
+        weights[active] = np.maximum(1.0, beta * norms.max() / norms[active])
+    return weights
+
+
 def task_weights(gram: np.ndarray, method: str, *, cagrad_c: float = 0.5,
-                 generator: torch.Generator | None = None, match_sum_scale: bool = True) -> np.ndarray:
+                 generator: torch.Generator | None = None, match_sum_scale: bool = True,
+                 beta: float = DEFAULT_PARTIAL_BETA) -> np.ndarray:
     """Weights :math:`w` with :math:`g^* = \\sum_t w_t g_t` for ``method`` (see module docstring)."""
     num = gram.shape[0]
     if method == "sum":
         return np.ones(num)
+    if method == "partial":
+        return partial_weights(gram, beta)
     if method == "pcgrad":
         return pcgrad_weights(gram, generator if generator is not None else torch.Generator().manual_seed(0))
     if method == "mgc":
@@ -199,6 +239,8 @@ def task_weights(gram: np.ndarray, method: str, *, cagrad_c: float = 0.5,
         weights = cagrad_weights(gram, cagrad_c)
     elif method == "imtlg":
         weights = imtlg_weights(gram)
+    elif method in TORCHJD_WEIGHTINGS:
+        weights = TORCHJD_WEIGHTINGS[method](torch.from_numpy(gram)).numpy()
     else:
         raise ValueError(f"unknown task calibration method {method!r}; choose from {TASK_METHODS}")
     return weights * num if match_sum_scale else weights
@@ -206,7 +248,8 @@ def task_weights(gram: np.ndarray, method: str, *, cagrad_c: float = 0.5,
 
 def combine_task_gradients(grads: Sequence[Tensor], method: str, *, granularity: str = "batch",
                            cagrad_c: float = 0.5, generator: torch.Generator | None = None,
-                           match_sum_scale: bool = True) -> tuple[Tensor, np.ndarray]:
+                           match_sum_scale: bool = True, beta: float = DEFAULT_PARTIAL_BETA
+                           ) -> tuple[Tensor, np.ndarray]:
     """Combine per-task gradients of the same shape ``[B, ...]`` into one.
 
     Returns the combined gradient and the weights (``[T]`` for ``"batch"``, ``[B, T]`` for
@@ -214,7 +257,7 @@ def combine_task_gradients(grads: Sequence[Tensor], method: str, *, granularity:
     """
     _check_choice(granularity, GRANULARITIES, "granularity")
     stacked = torch.stack(list(grads))  # [T, B, ...]
-    kwargs = dict(cagrad_c=cagrad_c, generator=generator, match_sum_scale=match_sum_scale)
+    kwargs = dict(cagrad_c=cagrad_c, generator=generator, match_sum_scale=match_sum_scale, beta=beta)
     if granularity == "batch":
         weights = task_weights(gram_matrix(stacked), method, **kwargs)
         w = torch.as_tensor(weights, dtype=stacked.dtype, device=stacked.device)
@@ -317,11 +360,13 @@ class GradientCalibrator:
 
     def __init__(self, task_method: str = "mgc", modality_calibration: bool | None = None,
                  granularity: str = "batch", cagrad_c: float = 0.5, seed: int = 0,
-                 match_sum_scale: bool = True) -> None:
+                 match_sum_scale: bool = True, beta: float = DEFAULT_PARTIAL_BETA) -> None:
         _check_choice(task_method, TASK_METHODS, "task_method")
         _check_choice(granularity, GRANULARITIES, "granularity")
         if cagrad_c < 0:
             raise ValueError(f"cagrad_c must be >= 0, got {cagrad_c}")
+        _check_beta(beta)
+        self.beta = float(beta)
         self.task_method = task_method
         self.modality_calibration = (task_method == "mgc") if modality_calibration is None else bool(modality_calibration)
         self.granularity = granularity
@@ -337,7 +382,7 @@ class GradientCalibrator:
 
     def __repr__(self) -> str:
         return (f"GradientCalibrator(task_method={self.task_method!r}, modality_calibration="
-                f"{self.modality_calibration}, granularity={self.granularity!r}, cagrad_c={self.cagrad_c})")
+                f"{self.modality_calibration}, granularity={self.granularity!r}, cagrad_c={self.cagrad_c}, beta={self.beta})")
 
     # -- forward-pass junctions ---------------------------------------------------------------
     def route_tasks(self, shared: Tensor, task_names: Sequence[str]) -> dict[str, Tensor]:
@@ -413,7 +458,7 @@ class GradientCalibrator:
         }
         combined, weights = combine_task_gradients(
             task_grads, self.task_method, granularity=self.granularity, cagrad_c=self.cagrad_c,
-            generator=self.generator, match_sum_scale=self.match_sum_scale)
+            generator=self.generator, match_sum_scale=self.match_sum_scale, beta=self.beta)
         mean_weights = weights if weights.ndim == 1 else weights.mean(0)
         stats.task_weights = {n: float(w) for n, w in zip(names, mean_weights)}
         stats.combined_grad_norm = float(combined.norm())
@@ -430,3 +475,8 @@ class GradientCalibrator:
 def _check_choice(value: str, choices: Sequence[str], what: str) -> None:
     if value not in choices:
         raise ValueError(f"unknown {what} {value!r}; choose from {tuple(choices)}")
+
+
+def _check_beta(beta: float) -> None:
+    if not 0.0 <= beta <= 1.0:
+        raise ValueError(f"partial-equalisation beta must be in [0, 1], got {beta}")

@@ -25,7 +25,7 @@ import torch
 
 from ..atomic_io import atomic_save_figure, atomic_write_json
 from ..checkpoint_io import CheckpointError
-from ..settings import non_negative, positive
+from ..settings import non_negative, positive, unit_interval
 from ..training import CHECKPOINT_NAME, RunConfig, RunSetupError, StartPoint, TrainingTask, TrainResult, run_training
 from ..training.cli import parse_config
 from ..training.distributed import DistributedContext, data_parallel
@@ -35,7 +35,7 @@ from .config import TASKS, BevConfig
 from .data import BevSampleDataset, driving_dataset
 from .evaluate import evaluate_model, finite_or_none, parse_tasks
 from .frames import collate_samples
-from .gradcal import TASK_METHODS, GradientCalibrator
+from .gradcal import DEFAULT_PARTIAL_BETA, TASK_METHODS, GradientCalibrator
 from .losses import task_losses
 from .model import BevFusionModel
 
@@ -43,7 +43,7 @@ PRESETS = ("tiny", "small", "surround", "default")
 PLOT_NAME = "curves.png"
 EVAL_NAME = "eval.json"
 # Run settings a resume must repeat: the schedule and the calibration are built from them.
-RESUME_MUST_MATCH = ("calibration", "modality_cal", "tasks", "seed", "batch", "steps", "lr")
+RESUME_MUST_MATCH = ("calibration", "partial_beta", "modality_cal", "tasks", "seed", "batch", "steps", "lr")
 
 
 def _tasks_check(text: str) -> str | None:
@@ -67,6 +67,9 @@ class BevTrainConfig(RunConfig):
     weight_decay: float = option(1e-2, "AdamW weight decay", non_negative)
     clip_norm: float = option(35.0, "parameter-gradient clip (0 = off)", non_negative)
     calibration: str = option("mgc", "task-level method", choices=TASK_METHODS)
+    partial_beta: float = option(DEFAULT_PARTIAL_BETA, "with --calibration partial: raise every task's gradient at "
+                                 "the shared feature to at least this fraction of the largest one's norm",
+                                 unit_interval)
     modality_cal: bool | None = option(None, "modality-level calibration (default: on for mgc, off otherwise)")
     tasks: str = option("det,map", "det, map or det,map", _tasks_check)
     batch: int = redefault(RunConfig, "batch", 2)
@@ -87,8 +90,9 @@ class BevTrainConfig(RunConfig):
 
 
 # ----- model pieces -------------------------------------------------------------------------
-def build_calibrator(method: str, modality_cal: bool | None, seed: int) -> GradientCalibrator:
-    return GradientCalibrator(task_method=method, modality_calibration=modality_cal, seed=seed)
+def build_calibrator(method: str, modality_cal: bool | None, seed: int,
+                     partial_beta: float = DEFAULT_PARTIAL_BETA) -> GradientCalibrator:
+    return GradientCalibrator(task_method=method, modality_calibration=modality_cal, seed=seed, beta=partial_beta)
 
 
 def build_optimizer(model: BevFusionModel, lr: float, weight_decay: float, steps: int
@@ -219,7 +223,7 @@ class BevTask(TrainingTask):
 
     def prepare(self, ctx: DistributedContext, start: StartPoint) -> BevSampleDataset:
         self.calibrator = build_calibrator(self.config.calibration, self.config.modality_cal,
-                                           self.config.seed + 7919 * start.step)
+                                           self.config.seed + 7919 * start.step, self.config.partial_beta)
         if self.train_set is None:
             self.train_set = driving_dataset(self.config.data, self.cfg, self.config.max_scenes)
         if self.val_set is None and self.config.val_data:
@@ -231,7 +235,8 @@ class BevTask(TrainingTask):
     def run_info(self) -> dict[str, Any]:
         c = self.config
         return {"preset": c.preset, "data": str(c.data), "seed": c.seed, "batch": c.batch, "steps": c.steps,
-                "lr": c.lr, "calibration": c.calibration, "modality_cal": c.modality_cal, "tasks": list(self.tasks)}
+                "lr": c.lr, "calibration": c.calibration, "partial_beta": c.partial_beta, "modality_cal": c.modality_cal,
+                "tasks": list(self.tasks)}
 
     def model_config(self) -> dict[str, Any]:
         return self.cfg.to_dict()
