@@ -41,18 +41,17 @@ import torch
 from ..atomic_io import atomic_save_figure, atomic_write_json, atomic_write_text
 from ..checkpoint_io import CheckpointError
 from ..training import CHECKPOINT_NAME, METRICS_NAME, read_metrics, seed_everything
-from ..training.options import typed_overrides
 from ..sim.dataset import write_driving_dataset
 from ..sim.types import CameraConfig, DrivingConfig
-from .checkpoint import load_checkpoint, save_checkpoint
+from ..training.options import typed_overrides
+from .checkpoint import load_checkpoint, save_shipped
 from .config import BevConfig
 from .data import BevSampleDataset, SimDrivingRecords, sim_dataset
-from .evaluate import finite_or_none
+from .evaluate import evaluate_model, finite_or_none
+from .gradcal import DEFAULT_PARTIAL_BETA
 from .inference import BevPredictor
 from .modality_diagnostics import branch_contribution, branch_gradient_norms
 from .model import BevFusionModel
-from .evaluate import evaluate_model
-from .gradcal import DEFAULT_PARTIAL_BETA
 from .train import EVAL_NAME, BevTrainConfig, build_calibrator, build_optimizer, train, train_step
 
 ARMS: dict[str, dict[str, Any]] = {
@@ -458,9 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     plot_ablation(summary, out.with_suffix(".png"))
     if args.ship:
         model, _, meta = load_checkpoint(full_ckpt)
-        save_checkpoint(args.ship, model, step=meta["step"],
-                        extra={"run": meta["extra"].get("run", {}), "produced_by": command,
-                               "ablation_arm": f"full_cal seed {args.seeds[0]}"})
+        save_shipped(args.ship, model, meta, produced_by=command, ablation_arm=f"full_cal seed {args.seeds[0]}")
     if "step_time" in summary:
         print(f"bev_ablation: wrote {out}; full_cal vs sum step time {summary['step_time_ratio_full_vs_sum']:.3f}x, "
               f"inference {summary['inference_ms']:.1f} ms/frame", flush=True)

@@ -26,7 +26,7 @@ CHECKPOINT_FORMAT = "ocgs_ros.bev"
 CHECKPOINT_FORMAT_VERSION = 1
 MODEL_KIND = "BevFusionModel"
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "read_checkpoint"]
+__all__ = ["CheckpointError", "save_checkpoint", "save_shipped", "load_checkpoint", "read_checkpoint"]
 
 
 def save_checkpoint(path: str | os.PathLike, model: BevFusionModel, optimizer: torch.optim.Optimizer | None = None,
@@ -50,6 +50,13 @@ def save_checkpoint(path: str | os.PathLike, model: BevFusionModel, optimizer: t
         "step": int(step), "extra": dict(extra or {}),
     }
     return write_checkpoint(path, payload)
+
+
+def save_shipped(path: str | os.PathLike, model: BevFusionModel, meta: dict[str, Any], **record: Any) -> Path:
+    """The weights as the package ships them: no optimiser or scheduler state, the training run's
+    record from ``meta`` (as :func:`load_checkpoint` returns it) and ``record`` (``produced_by``: the
+    command that made the model, and whatever else names where its figures come from)."""
+    return save_checkpoint(path, model, step=meta["step"], extra={"run": meta["extra"].get("run", {}), **record})
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ..atomic_io import atomic_save_figure, atomic_write_json
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, save_shipped
 from .config import TASKS, BevConfig
 from .data import BevSampleDataset, driving_dataset
 from .frames import collate_samples
@@ -223,10 +223,9 @@ def main(argv: list[str] | None = None) -> int:
                 "data", "command")
         atomic_write_json(args.summary, finite_or_none({"map": result["mAP"], **{k: result[k] for k in keys}}))
     if args.ship:
-        run = meta["extra"].get("run", {})
-        save_checkpoint(args.ship, model, step=meta["step"],
-                        extra={"run": run, "produced_by": run.get("command", str(args.checkpoint)),
-                               "evaluated_by": result["command"], "evaluation": {"map": result["mAP"], "miou": result["mIoU"]}})
+        trained_by = meta["extra"].get("run", {}).get("command", str(args.checkpoint))
+        save_shipped(args.ship, model, meta, produced_by=trained_by, evaluated_by=result["command"],
+                     evaluation={"map": result["mAP"], "miou": result["mIoU"]})
     if args.figure and examples:
         plot_examples(examples, cfg, Path(args.figure), title=str(args.checkpoint))
     print(f"bev_evaluate: mAP {result['mAP']}  mIoU {result['mIoU']}  -> {args.out}")
