@@ -191,3 +191,20 @@ def ros_context():
     rclpy.init(context=context)
     yield context
     rclpy.shutdown(context=context)
+
+
+@pytest.fixture(scope="module")
+def sim_frames():
+    """Messages of a few tabletop frames, 0.2 s apart: (static /tf_static, [{topic: msg}] per frame,
+    ground truth included), for nodes fed in-process."""
+    from ocgs_ros.ros import conversions
+    from ocgs_ros.ros.sim_messages import SimStream, make_world
+
+    start_ns, ns = 1_700_000_000 * 10 ** 9, 10 ** 9
+    stream = SimStream(make_world("tabletop", 3, 64, 48, 16, 256))
+    static = dict(stream.static_messages(conversions.ns_to_stamp(start_ns)))
+    frames = []
+    for i in range(4):
+        stamp = conversions.ns_to_stamp(start_ns + i * ns // 5)
+        frames.append(dict(stream.frame_messages(i * 6, stamp).all()))
+    return static, frames

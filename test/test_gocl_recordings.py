@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from test_node_object_mapping import feed_tf, make_node, parts, sim_frames, submit  # noqa: F401 - a fixture
+from test_node_object_mapping import feed_tf, make_node, parts, submit
 
 from ocgs_ros.mapping.config import MappingConfig
 from ocgs_ros.mapping.evaluate import EvalConfig, make_world_config, mapping_frame

@@ -10,9 +10,7 @@ from conftest import reject_families
 
 from ocgs_ros.ros import conversions
 
-NS = 1_000_000_000
 NO_GOCL = {"gocl.checkpoint": "none"}
-START_NS = 1_700_000_000 * NS
 
 
 @pytest.fixture(scope="module")
@@ -27,21 +25,6 @@ def gocl_checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("gocl") / "tiny.pt"
     save_checkpoint(path, GoclModel(GoclConfig.tiny()))
     return path
-
-
-@pytest.fixture(scope="module")
-def sim_frames():
-    """Messages of a few tabletop frames: (static /tf_static, [{topic: msg}] per frame, ground truth
-    included)."""
-    from ocgs_ros.ros.sim_messages import SimStream, make_world
-
-    stream = SimStream(make_world("tabletop", 3, 64, 48, 16, 256))
-    static = dict(stream.static_messages(conversions.ns_to_stamp(START_NS)))
-    frames = []
-    for i in range(4):
-        stamp = conversions.ns_to_stamp(START_NS + i * NS // 5)
-        frames.append(dict(stream.frame_messages(i * 6, stamp).all()))
-    return static, frames
 
 
 class KindIdentity:
