@@ -38,7 +38,7 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml") + glob("config/*.rviz")),
     ],
-    package_data={PACKAGE: ["models/*.pt"]},
+    package_data={PACKAGE: ["models/*.pt", "gaussians/raster/csrc/*.cpp"]},
     include_package_data=True,
     install_requires=["setuptools"],
     zip_safe=True,

@@ -1,19 +1,27 @@
-"""object_mapping_node over real DDS (loopback only): end-to-end latency (sensor stamp -> objects
-published), the input rate it sustains without queueing, and the dropped-frame ratio at 10 Hz.
+"""object_mapping_node keeping up with a live stream (issue 16): the baseline configuration (the
+64x64, 4-iteration, extraction-every-frame path of before) and the node's defaults, in one run,
+standalone over loopback DDS and in the one-process bring-up with the simulator.
 
-    OMP_NUM_THREADS=1 python benchmarks/node_bench.py [--rates 2 5 10] [--frames 30] [--out runs/node_bench]
+    OMP_NUM_THREADS=1 python benchmarks/node_bench.py [--rate 10] [--duration-s 30] [--bringup-s 60]
+                                                     [--out docs/results/node_bench.json]
 
-The node runs in its own process with the package YAML (sizes overridden below for this CPU). This
-process replays pre-rendered simulator frames (so rendering does not compete with the node) at
-each rate, stamped with the wall clock at publication like a live driver, and times the
-``~/objects`` messages that come back (the newest-wins worker bounds the queue by design; the
-figure that shows it is ``outputs_after_input_stopped``, at most 2, whatever the input rate). Between rates the map is cleared with ``~/reset_map``.
+Standalone: the node runs in its own process with the package YAML (plus the configuration's
+overrides); this process replays pre-rendered simulator frames (320x240 camera, 32x1024 LiDAR, the
+sim_publisher's defaults; consecutive frames of the orbit, looped) at ``--rate``, stamped with the
+wall clock at publication like a live driver, and times the ``~/objects`` message the node publishes
+after each integrated frame (stamped with that frame). Per configuration: ``process_size``,
+``frames_integrated_per_s`` (integrated frames / time from the first frame sent to the last output),
+``latency_ms_median`` / ``latency_ms_p90`` (stamp -> ``~/objects``), ``dropped_ratio`` (frames the
+newest-wins worker skipped), ``peak_rss_mb`` (the node's VmHWM), and the iterations per frame and
+objects the node reported.
 
-Baseline, measured in the same run before the node starts: the node's own work per frame (GOCL +
-map update + object extraction called directly, no ROS) on the same frames; the k-th object
-message is compared with the k-th directly integrated frame (same map size). ``latency /
-baseline`` and ``latency - baseline`` are what DDS, the synchronizer, TF and waiting for the worker
-add to the work.
+One-process bring-up (``--bringup-s`` > 0): ``python -m ocgs_ros.bringup`` with the simulator at
+``--rate`` (the tabletop GOCL was trained on, its 128x128 camera, processed at 128x128 by the
+default configuration, 64x64 by the baseline) for ``--bringup-s`` seconds, figures read from its
+``bringup_summary.json``: the simulator, the executor and the mapper share one process.
+
+``speedup_frames_per_s`` = default / baseline frames integrated per second, standalone (and the
+same for the bring-up). The machine load (``os.getloadavg``) is recorded before and after.
 """
 from __future__ import annotations
 
@@ -32,161 +40,109 @@ REPO = keep_dds_on_loopback()
 
 import numpy as np  # noqa: E402
 
-from ocgs_ros.atomic_io import atomic_save_figure  # noqa: E402
-
-#: the node's pipeline settings (MappingConfig, dotted names) and its own, overriding the package YAML
-PIPELINE_PARAMS = {"view.process_width": 80, "view.process_height": 60, "mapper.iterations_per_frame": 4,
-                   "view.max_points": 3000}
+#: the node's configurations, as overrides of the package YAML (dotted pipeline settings). The
+#: baseline is the code path before issue 16, reachable by settings: vectorised compositing, exactly
+#: iterations_per_frame, objects extracted after every frame.
+CONFIGURATIONS = {
+    "baseline": {"view.process_width": 64, "view.process_height": 64, "mapper.iterations_per_frame": 4,
+                 "mapper.fused_compositing": False, "mapper.frame_budget_ms": 0.0, "objects_period_s": 0.0},
+    "default": {},
+}
+#: the one-process bring-up's camera is the GOCL world's square one: the default view is its own 128x128
+BRINGUP_VIEW = {"baseline": (64, 64), "default": (128, 128)}
 NODE_PARAMS = {"publish_gaussians_period_s": 5.0}
+CAMERA = (320, 240)
 
 
-def render_frames(count: int, width: int, height: int, seed: int):
+def render_frames(count: int, seed: int):
+    """Static TF and ``count`` consecutive frames of the tabletop orbit (as sim_publisher sends them)."""
     from ocgs_ros.ros import conversions
     from ocgs_ros.ros.sim_messages import SimStream, make_world
 
-    stream = SimStream(make_world("tabletop", seed, width, height, 32, 1024))
+    stream = SimStream(make_world("tabletop", seed, *CAMERA, 32, 1024))
     static = dict(stream.static_messages(conversions.ns_to_stamp(time.time_ns())))
-    step = max(1, stream.world.config.frames_per_orbit // count)
-    frames = [dict(stream.frame_messages(i * step, conversions.ns_to_stamp(0)).sensors) for i in range(count)]
-    return stream, static, frames
+    frames = [dict(stream.frame_messages(i, conversions.ns_to_stamp(0)).sensors) for i in range(count)]
+    return static, frames
 
 
-def direct_baseline(stream, frames, gocl_checkpoint: str) -> list[float]:
-    """Seconds of the node's work for the 1st, 2nd, ... integrated frame: the node's pipeline with
-    the same settings, called directly on the converted messages (no ROS); the k-th output of the
-    node is compared with the k-th entry (same map size)."""
+def peak_rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024.0, 1)
+    except OSError:
+        return None
+    return None
+
+
+def process_size(overrides: dict) -> list[int]:
     from ocgs_ros.mapping.config import MappingConfig
-    from ocgs_ros.mapping.pipeline import MappingFrame, ObjectMappingPipeline
-    from ocgs_ros.ros import conversions
-    from ocgs_ros.ros.sensor_frames import camera_from_messages, cloud_points
     from ocgs_ros.settings import from_flat
-    import torch
 
-    torch.set_num_threads(1)
-    pipeline = ObjectMappingPipeline(from_flat(MappingConfig, {**PIPELINE_PARAMS, "gocl.checkpoint": gocl_checkpoint}))
-    world = stream.world
-    times = []
-    for frame in frames:
-        started = time.perf_counter()
-        camera = camera_from_messages(frame["/camera/image_raw"], frame["/camera/camera_info"])
-        points = cloud_points(frame["/lidar/points"])
-        T_world_base = conversions.transform_stamped_to_matrix(frame["/tf"].transforms[0])
-        pipeline.process(MappingFrame(camera.rgb, camera.K, T_world_base @ world.T_base_camera, points,
-                                      T_world_base @ world.T_base_lidar))
-        times.append(time.perf_counter() - started)
-    return times
+    view = from_flat(MappingConfig, {k: v for k, v in overrides.items() if k.startswith("view.")}).view
+    return [view.process_width, view.process_height]
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rates", type=float, nargs="+", default=[0.5, 1.0, 2.0, 5.0, 10.0],
-                        help="input rates (Hz)")
-    parser.add_argument("--frames", type=int, default=20, help="frames published per rate")
-    parser.add_argument("--gocl", default="", help="GOCL checkpoint (default: the shipped one, else 'none')")
-    parser.add_argument("--width", type=int, default=160)
-    parser.add_argument("--height", type=int, default=120)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--timeout-s", type=float, default=120.0, help="per-rate time limit")
-    parser.add_argument("--out", default="runs/node_bench")
-    args = parser.parse_args(argv)
-
+def standalone(name: str, overrides: dict, args, static, frames, out: Path) -> dict:
+    """One configuration: the node in its own process, fed ``frames`` at ``args.rate`` for ``args.duration_s``."""
     import rclpy
     from ocgs_ros_interfaces.msg import ObjectInstanceArray
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
-    from std_srvs.srv import Trigger
     from tf2_msgs.msg import TFMessage
-    from tqdm import tqdm
 
-    from ocgs_ros import models
-    from ocgs_ros.atomic_io import atomic_write_json
     from ocgs_ros.ros import conversions, qos
 
-    gocl = args.gocl or (str(models.GOCL_TABLETOP) if models.GOCL_TABLETOP.is_file() else "none")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stream, static, frames = render_frames(args.frames, args.width, args.height, args.seed)
-    # baseline before the node starts, so the two never compete for the CPU
-    baseline = np.array(direct_baseline(stream, frames, gocl))
-    print(f"baseline (direct work per frame, no ROS): median {np.median(baseline) * 1e3:.1f} ms")
-
     cmd = [sys.executable, "-m", "ocgs_ros.nodes.object_mapping_node", "--ros-args", "--params-file",
-           str(REPO / "config" / "ocgs.yaml"), "-p", f"gocl.checkpoint:={gocl}"]
-    for key, value in {**PIPELINE_PARAMS, **NODE_PARAMS}.items():
+           str(REPO / "config" / "ocgs.yaml"), "-p", f"gocl.checkpoint:={args.gocl}"]
+    for key, value in {**overrides, **NODE_PARAMS}.items():
         cmd += ["-p", f"{key}:={value}"]
-    log = open(out / "node.log", "w")
+    log = open(out / f"node_{name}.log", "w")
     node_proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=dict(os.environ))
-    rclpy.init()
-    node = rclpy.create_node("node_bench")
-    received: list[tuple[int, int]] = []  # (stamp ns, receive wall ns)
+    node = rclpy.create_node(f"node_bench_{name}")
+    received: list[tuple[int, int, int]] = []  # (stamp ns, receive wall ns, objects)
     node.create_subscription(ObjectInstanceArray, "/object_mapping_node/objects",
-                             lambda m: received.append((conversions.stamp_to_ns(m.header.stamp), time.time_ns())),
-                             qos.LATCHED)
+                             lambda m: received.append((conversions.stamp_to_ns(m.header.stamp), time.time_ns(),
+                                                        len(m.objects))), qos.LATCHED)
     pubs = {"/camera/image_raw": node.create_publisher(Image, "/camera/image_raw", qos.SENSOR_DATA),
             "/camera/camera_info": node.create_publisher(CameraInfo, "/camera/camera_info", qos.SENSOR_DATA),
             "/lidar/points": node.create_publisher(PointCloud2, "/lidar/points", qos.SENSOR_DATA),
             "/tf": node.create_publisher(TFMessage, "/tf", qos.TF)}
     tf_static = node.create_publisher(TFMessage, "/tf_static", qos.TF_STATIC)
-    reset = node.create_client(Trigger, "/object_mapping_node/reset_map")
-    results: dict = {"command": "python benchmarks/node_bench.py " + " ".join(sys.argv[1:] if argv is None else argv),
-                     "gocl_checkpoint": gocl, "node_params": {**PIPELINE_PARAMS, **NODE_PARAMS},
-                     "camera": [args.width, args.height],
-                     "frames_per_rate": args.frames, "rates": []}
+    sent: list[int] = []
+    rss = None
     try:
-        deadline = time.monotonic() + 120
-        while not (reset.service_is_ready() and all(p.get_subscription_count() for p in pubs.values())):
+        deadline = time.monotonic() + 180
+        while not all(p.get_subscription_count() for p in pubs.values()):
             rclpy.spin_once(node, timeout_sec=0.1)
             if time.monotonic() > deadline or node_proc.poll() is not None:
-                raise SystemExit(f"object_mapping_node did not come up; see {out / 'node.log'}")
+                raise SystemExit(f"object_mapping_node did not come up; see {out / f'node_{name}.log'}")
         tf_static.publish(static["/tf_static"])
-        for rate in args.rates:
-            future = reset.call_async(Trigger.Request())
-            rclpy.spin_until_future_complete(node, future, timeout_sec=60)
-            received.clear()
-            sent: list[int] = []
-            period = 1.0 / rate
-            next_t = time.monotonic()
-            for frame in tqdm(frames, desc=f"{rate:g} Hz", leave=False):
-                while time.monotonic() < next_t:
-                    rclpy.spin_once(node, timeout_sec=max(0.0, next_t - time.monotonic()))
-                stamp_ns = time.time_ns()
-                stamp = conversions.ns_to_stamp(stamp_ns)
-                frame["/tf"].transforms[0].header.stamp = stamp
-                for topic in ("/tf", "/camera/camera_info", "/lidar/points", "/camera/image_raw"):
-                    msg = frame[topic]
-                    if topic != "/tf":
-                        msg.header.stamp = stamp
-                    pubs[topic].publish(msg)
-                sent.append(stamp_ns)
-                next_t += period
-            # wait for the frame in hand to finish (newest-wins: at most one more output)
-            settle = time.monotonic() + min(args.timeout_s, 30.0)
-            last_count = -1
-            while time.monotonic() < settle:
-                rclpy.spin_once(node, timeout_sec=0.2)
-                if received and received[-1][0] == sent[-1]:
-                    break
-                if len(received) != last_count:
-                    last_count, settle = len(received), max(settle, time.monotonic() + 10.0)
-            sent_set = set(sent)
-            lat = np.array([(r - s) / 1e6 for s, r in received if s in sent_set])
-            span_s = (sent[-1] - sent[0]) / 1e9 if len(sent) > 1 else 0.0
-            direct = baseline[:len(lat)] * 1e3  # k-th output vs k-th directly integrated frame
-            entry = {
-                "input_rate_hz": rate,
-                "achieved_input_rate_hz": round((len(sent) - 1) / span_s, 2) if span_s else None,
-                "frames_sent": len(sent), "frames_mapped": int(len(lat)),
-                "dropped_frame_ratio": round(1.0 - len(lat) / len(sent), 3),
-                "processed_rate_hz": round(len(lat) / ((received[-1][1] - sent[0]) / 1e9), 2) if received else None,
-                "latency_ms_median": round(float(np.median(lat)), 1) if len(lat) else None,
-                "latency_ms_p90": round(float(np.percentile(lat, 90)), 1) if len(lat) else None,
-                "latency_vs_direct_work": round(float(np.median(lat / direct)), 2) if len(lat) else None,
-                # what DDS, sync, TF and waiting for the worker add to the work itself
-                "overhead_ms_median": round(float(np.median(lat - direct)), 1) if len(lat) else None,
-                # newest-wins: once the input stops at most the frame in hand and one waiting frame are left
-                "outputs_after_input_stopped": sum(1 for s, r in received if s in sent_set and r > sent[-1]),
-            }
-            results["rates"].append(entry)
-            print(json.dumps(entry))
+        period = 1.0 / args.rate
+        count = int(round(args.duration_s * args.rate))
+        next_t = time.monotonic() + 0.5
+        for k in range(count):
+            frame = frames[k % len(frames)]
+            while time.monotonic() < next_t:
+                rclpy.spin_once(node, timeout_sec=max(0.0, next_t - time.monotonic()))
+            stamp_ns = time.time_ns()
+            stamp = conversions.ns_to_stamp(stamp_ns)
+            frame["/tf"].transforms[0].header.stamp = stamp
+            for topic in ("/tf", "/camera/camera_info", "/lidar/points", "/camera/image_raw"):
+                msg = frame[topic]
+                if topic != "/tf":
+                    msg.header.stamp = stamp
+                pubs[topic].publish(msg)
+            sent.append(stamp_ns)
+            next_t += period
+        # the frame in hand (and at most one waiting) finishes after the input stops
+        settle = time.monotonic() + 30.0
+        while time.monotonic() < settle:
+            rclpy.spin_once(node, timeout_sec=0.2)
+            if received and received[-1][0] == sent[-1]:
+                break
+            if received and time.time_ns() - received[-1][1] > 10e9:
+                break
+        rss = peak_rss_mb(node_proc.pid)
     finally:
         node_proc.send_signal(signal.SIGINT)
         try:
@@ -194,49 +150,125 @@ def main(argv: list[str] | None = None) -> dict:
         except subprocess.TimeoutExpired:
             node_proc.kill()
         node.destroy_node()
-        rclpy.try_shutdown()
         log.close()
+    sent_set = set(sent)
+    outputs = [(s, r, n) for s, r, n in received if s in sent_set]
+    lat = np.array([(r - s) / 1e6 for s, r, _ in outputs])
+    span_s = (outputs[-1][1] - sent[0]) / 1e9 if outputs else None
+    return {
+        "overrides": overrides,
+        "process_size": process_size(overrides),
+        "frames_sent": len(sent),
+        "achieved_input_rate_hz": round((len(sent) - 1) / ((sent[-1] - sent[0]) / 1e9), 2) if len(sent) > 1 else None,
+        "frames_integrated": len(outputs),
+        "frames_integrated_per_s": round(len(outputs) / span_s, 3) if span_s else 0.0,
+        "latency_ms_median": round(float(np.median(lat)), 1) if len(lat) else None,
+        "latency_ms_p90": round(float(np.percentile(lat, 90)), 1) if len(lat) else None,
+        "dropped_ratio": round(1.0 - len(outputs) / len(sent), 3),
+        "peak_rss_mb": rss,
+        "objects_at_end": outputs[-1][2] if outputs else None,
+    }
 
-    results["baseline_direct_work_ms"] = [round(t * 1e3, 1) for t in baseline]
-    results["baseline_direct_work_ms_median"] = round(float(np.median(baseline)) * 1e3, 1)
-    sustained = [e["input_rate_hz"] for e in results["rates"] if e["dropped_frame_ratio"] <= 0.05]
-    results["max_sustained_rate_hz_without_drops"] = max(sustained) if sustained else None
-    at10 = next((e for e in results["rates"] if e["input_rate_hz"] == 10.0), None)
-    results["dropped_frame_ratio_at_10hz"] = at10["dropped_frame_ratio"] if at10 else None
-    atomic_write_json(out / "node_bench.json", results)
-    _plot(results, out / "node_bench.png")
-    print(f"baseline (direct work per frame, median over {len(baseline)} frames): "
-          f"{results['baseline_direct_work_ms_median']} ms")
-    for e in results["rates"]:
-        print(f"{e['input_rate_hz']:>5g} Hz in: latency median {e['latency_ms_median']} ms "
-              f"({e.get('latency_vs_direct_work')}x direct work), p90 {e['latency_ms_p90']} ms, "
-              f"overhead {e['overhead_ms_median']} ms, dropped {e['dropped_frame_ratio']:.2f}, mapped {e['processed_rate_hz']} Hz, "
-              f"{e['outputs_after_input_stopped']} output(s) after the input stopped")
-    print(f"max input rate mapped without drops: {results['max_sustained_rate_hz_without_drops']} Hz; "
-          f"dropped-frame ratio at 10 Hz: {results['dropped_frame_ratio_at_10hz']}")
-    print(f"results: {out / 'node_bench.json'}")
+
+def bringup(name: str, args, out: Path) -> dict:
+    """One configuration in the one-process bring-up with the simulator at ``args.rate``."""
+    width, height = BRINGUP_VIEW[name]
+    overrides = {**CONFIGURATIONS[name], "view.process_width": width, "view.process_height": height,
+                 "gocl.checkpoint": args.gocl}
+    run_dir = out / f"bringup_{name}"
+    cmd = [sys.executable, "-m", "ocgs_ros.bringup", "sim:=true", "world:=tabletop_gocl", "mapping:=true",
+           "bev:=false", "record:=false", f"duration:={args.bringup_s}", f"output:={run_dir}", "--ros-args",
+           "-p", f"rate_hz:={float(args.rate)}", "-p", "image_width:=128", "-p", "image_height:=128"]
+    for key, value in overrides.items():
+        cmd += ["-p", f"{key}:={value}"]
+    with open(out / f"bringup_{name}.log", "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=dict(os.environ))
+        rss = None
+        while proc.poll() is None:
+            rss = peak_rss_mb(proc.pid) or rss  # VmHWM only grows: the last reading is the peak
+            time.sleep(0.5)
+    if proc.returncode != 0:
+        raise SystemExit(f"bringup ({name}) exited {proc.returncode}; see {out / f'bringup_{name}.log'}")
+    summary = json.loads((run_dir / "bringup_summary.json").read_text())
+    stats = summary["node_stats"]["object_mapping_node"]
+    wall_s = summary["wall_s"]
+    return {
+        "overrides": {k: v for k, v in overrides.items() if k != "gocl.checkpoint"},
+        "process_size": [width, height],
+        "camera": [128, 128],
+        "sim_rate_hz_requested": args.rate,
+        "sim_rate_hz_achieved": round(stats["frames_synchronised"] / wall_s, 2),
+        "frames_integrated": stats["frames_processed"],
+        "frames_integrated_per_s": round(stats["frames_processed"] / wall_s, 3),
+        "latency_ms_median": stats.get("latency_ms_median"),
+        "latency_ms_p90": stats.get("latency_ms_p90"),
+        "dropped_ratio": stats["dropped_ratio"],
+        "peak_rss_mb": rss,
+        "objects_at_end": stats.get("objects"),
+        "wall_s": wall_s,
+    }
+
+
+def _ratio(results: dict, key: str = "frames_integrated_per_s") -> float | None:
+    base, new = results.get("baseline", {}).get(key), results.get("default", {}).get(key)
+    return round(new / base, 2) if base and new is not None else None
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=10.0, help="input / simulator rate (Hz)")
+    parser.add_argument("--duration-s", type=float, default=30.0, help="streaming time per configuration (s)")
+    parser.add_argument("--frames", type=int, default=120, help="distinct consecutive frames, looped")
+    parser.add_argument("--bringup-s", type=float, default=60.0, help="one-process bring-up per configuration "
+                                                                      "(s; 0 = skip)")
+    parser.add_argument("--configurations", nargs="+", default=list(CONFIGURATIONS), choices=list(CONFIGURATIONS))
+    parser.add_argument("--gocl", default="", help="GOCL checkpoint (default: the shipped one, else 'none')")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="docs/results/node_bench.json", help="JSON result; logs go to runs/node_bench")
+    args = parser.parse_args(argv)
+
+    import rclpy
+
+    from ocgs_ros import models
+    from ocgs_ros.atomic_io import atomic_write_json
+
+    args.gocl = args.gocl or (str(models.GOCL_TABLETOP) if models.GOCL_TABLETOP.is_file() else "none")
+    logs = REPO / "runs" / "node_bench"
+    logs.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()
+    static, frames = render_frames(args.frames, args.seed)
+    results: dict = {"command": "python benchmarks/node_bench.py " + " ".join(sys.argv[1:] if argv is None else argv),
+                     "gocl_checkpoint": args.gocl, "camera": list(CAMERA), "input_rate_hz": args.rate,
+                     "duration_s": args.duration_s, "torch_threads": 1, "configurations": {}}
+    rclpy.init()
+    try:
+        for name in args.configurations:
+            entry = standalone(name, CONFIGURATIONS[name], args, static, frames, logs)
+            results["configurations"][name] = entry
+            print(f"standalone {name}: {json.dumps(entry)}", flush=True)
+    finally:
+        rclpy.try_shutdown()
+    results["speedup_frames_per_s"] = _ratio(results["configurations"])
+    if args.bringup_s > 0:
+        results["bringup"] = {"duration_s": args.bringup_s, "configurations": {}}
+        for name in args.configurations:
+            entry = bringup(name, args, logs)
+            results["bringup"]["configurations"][name] = entry
+            print(f"bring-up {name}: {json.dumps(entry)}", flush=True)
+        results["bringup"]["speedup_frames_per_s"] = _ratio(results["bringup"]["configurations"])
+    results["load_average_before"] = [round(x, 2) for x in load_before]
+    results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    atomic_write_json(Path(args.out), results)
+    for part, figures in (("standalone", results["configurations"]),
+                          ("bring-up", results.get("bringup", {}).get("configurations", {}))):
+        for name, e in figures.items():
+            print(f"{part:>10} {name:>8} {e['process_size'][0]}x{e['process_size'][1]}: "
+                  f"{e['frames_integrated_per_s']} frames/s integrated, latency median {e['latency_ms_median']} ms "
+                  f"(p90 {e['latency_ms_p90']}), dropped {e['dropped_ratio']}, peak RSS {e['peak_rss_mb']} MB")
+    print(f"speedup (frames/s, default / baseline): standalone {results['speedup_frames_per_s']}, "
+          f"bring-up {results.get('bringup', {}).get('speedup_frames_per_s')}; load {results['load_average_before']} "
+          f"-> {results['load_average_after']}; results: {args.out}")
     return results
-
-
-def _plot(results: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rates = [e["input_rate_hz"] for e in results["rates"]]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3))
-    a.plot(rates, [e["latency_ms_median"] or np.nan for e in results["rates"]], "o-", label="median")
-    a.plot(rates, [e["latency_ms_p90"] or np.nan for e in results["rates"]], "s--", label="p90")
-    a.axhline(results["baseline_direct_work_ms_median"], color="gray", linestyle=":", label="direct work")
-    a.set_xlabel("input rate (Hz)")
-    a.set_ylabel("stamp -> objects (ms)")
-    a.legend(fontsize=7)
-    b.plot(rates, [e["dropped_frame_ratio"] for e in results["rates"]], "o-")
-    b.set_xlabel("input rate (Hz)")
-    b.set_ylabel("dropped-frame ratio")
-    fig.tight_layout()
-    atomic_save_figure(fig, path, dpi=110)
 
 
 if __name__ == "__main__":

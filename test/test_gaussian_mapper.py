@@ -159,3 +159,39 @@ def test_depth_camera_frames_grow_and_supervise_the_map():
     assert _depth_error(with_depth, f) < 0.03
     with pytest.raises(ValueError, match="depth"):
         with_depth.integrate(f.camera.rgb, f.camera.K, f.camera.T_world_cam, lidar, depth=np.zeros((5, 5)))
+
+
+def _small_world_frames(count=3):
+    world = TabletopWorld(TabletopConfig.from_dict({"camera": {"width": 48, "height": 36},
+                                                    "lidar": {"beams": 16, "azimuth_steps": 256}}), seed=4)
+    frames = []
+    for index in range(0, 12 * count, 12):
+        f = world.frame(index)
+        T = f.T_world_base @ f.T_base_lidar
+        frames.append((f.camera.rgb, f.camera.K, f.camera.T_world_cam,
+                       f.lidar.points.astype(np.float64) @ T[:3, :3].T + T[:3, 3]))
+    return frames
+
+
+def test_growth_depth_render_is_the_full_renders_depth_and_alpha():
+    torch.manual_seed(0)
+    mapper = OnlineMapper(GaussianMapConfig(num_codebook_entries=4), MapperConfig(iterations_per_frame=2))
+    for rgb, K, T_world_cam, points in _small_world_frames():
+        mapper.integrate(rgb, K, T_world_cam, points)
+    rgb, K, T_world_cam, _ = _small_world_frames(1)[0]
+    view = torch.as_tensor(np.linalg.inv(T_world_cam), dtype=torch.float32)
+    K_t = torch.as_tensor(K, dtype=torch.float32)
+    with torch.no_grad():
+        _, depth, _, alpha = mapper.render(view, K_t, 48, 36)
+        depth_only, alpha_only = mapper.render_depth(view, K_t, 48, 36)
+    assert float(alpha.max()) > 0.5
+    torch.testing.assert_close(depth_only, depth, atol=1e-5, rtol=1e-6)
+    torch.testing.assert_close(alpha_only, alpha, atol=1e-6, rtol=0)
+
+
+def test_a_passed_deadline_leaves_one_iteration_and_none_the_configured_count():
+    torch.manual_seed(0)
+    mapper = OnlineMapper(GaussianMapConfig(num_codebook_entries=4), MapperConfig(iterations_per_frame=3))
+    first, second = _small_world_frames(2)
+    assert mapper.integrate(*first)["iterations"] == 3  # no deadline: exactly iterations_per_frame
+    assert mapper.integrate(*second, deadline_s=0.0)["iterations"] == 1  # long past: the minimum

@@ -58,3 +58,28 @@ def test_settings_are_the_node_defaults_unless_set():
     with pytest.raises(SystemExit) as info:
         main(["--set", "view.max_points=-2", "--out", "unused.json"])
     assert info.value.code == 2
+
+
+def test_novel_option_reports_known_and_novel_kinds_with_and_without_the_geometric_path(tmp_path):
+    torch.manual_seed(0)
+    checkpoint = save_checkpoint(tmp_path / "gocl_tiny.pt", GoclModel(GoclConfig.tiny()))
+    out = tmp_path / "novel_objects.json"
+    args = ["--novel", "--checkpoint", str(checkpoint), "--out", str(out), "--scenes", "1", "--frames", "3",
+            "--heldout", "1", "--camera-width", "64", "--camera-height", "48", "--lidar-beams", "16",
+            "--lidar-azimuth-steps", "256", "--set", "view.process_width=32", "--set", "view.process_height=24",
+            "--set", "mapper.iterations_per_frame=2", "--no-progress"]
+    data = json.loads(json.dumps(main(args)))
+    assert json.loads(out.read_text()) == data and (tmp_path / "novel_objects.png").stat().st_size > 1000
+    scene = data["per_scene"][0]
+    groups = [o["group"] for o in scene["objects"]]
+    assert "novel" in groups and data["ground_truth_objects"]["novel"] == groups.count("novel")
+    for variant in ("geometric", "identity_only"):
+        figures = data[variant]
+        for key in ("novel_instance_recall_aabb50", "instance_precision_aabb50", "instance_recall_iou25",
+                    "identity_miou", "novel_object_cross_view_consistency"):
+            assert figures[key] is None or 0.0 <= figures[key] <= 1.0, (variant, key)
+    # one map, two readings: without the geometric path no object has the unknown kind
+    assert scene["variants"]["identity_only"]["num_unknown_kind"] == 0
+    assert all(o["codebook_entry"] >= 0 for o in scene["variants"]["identity_only"]["objects"])
+    with pytest.raises(SystemExit):
+        main(["--novel", "--oracle-identity", "--out", str(tmp_path / "x.json")])

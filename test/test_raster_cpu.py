@@ -16,10 +16,17 @@ import pytest
 import torch
 from gsplat.cuda._torch_impl import _fully_fused_projection, _quat_scale_to_covar_preci, _spherical_harmonics
 
-from ocgs_ros.gaussians.raster import rasterize, rasterize_torch, resolve_backend
+from ocgs_ros.gaussians.raster import fused_status, rasterize, rasterize_torch, resolve_backend
 from ocgs_ros.gaussians.raster import select as raster_select
 
 W, H = 40, 30
+
+
+def require_compositor(fused: bool) -> None:
+    """Skip a fused-compositor case where its C++ extension cannot be built (it says why)."""
+    usable, reason = fused_status()
+    if fused and not usable:
+        pytest.skip(reason)
 
 
 def make_scene(n=60, channels=4, num_cams=1, dtype=torch.float64, seed=0):
@@ -106,11 +113,13 @@ def reference_for(scene, render_mode="RGB", backgrounds=None, width=W, height=H)
     return image, alpha, terminated
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "vectorised"])
 @pytest.mark.parametrize("dtype,atol", [(torch.float64, 1e-9), (torch.float32, 1e-5)])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_matches_dense_reference(dtype, atol, seed):
+def test_matches_dense_reference(dtype, atol, seed, fused):
+    require_compositor(fused)
     scene = make_scene(dtype=dtype, seed=seed)
-    image, alpha, meta = rasterize(*scene, W, H, backend="torch")
+    image, alpha, meta = rasterize(*scene, W, H, backend="torch", fused=fused)
     ref_image, ref_alpha, terminated = reference_for(scene)
     assert image.shape == (1, H, W, 4) and alpha.shape == (1, H, W, 1)
     assert terminated > 0, "scene must exercise the transmittance cut-off"
@@ -122,8 +131,9 @@ def test_matches_dense_reference(dtype, atol, seed):
 
 def test_chunked_compositing_matches_single_chunk():
     scene = make_scene(seed=3)
-    image, alpha, _ = rasterize_torch(*scene, W, H, render_mode="RGB+ED")
-    image_c, alpha_c, meta = rasterize_torch(*scene, W, H, render_mode="RGB+ED", max_pairs_per_chunk=37)
+    image, alpha, _ = rasterize_torch(*scene, W, H, render_mode="RGB+ED", fused=False)
+    image_c, alpha_c, meta = rasterize_torch(*scene, W, H, render_mode="RGB+ED", max_pairs_per_chunk=37,
+                                             fused=False)
     assert meta["n_pairs"] > 20 * 37  # many chunks
     torch.testing.assert_close(image_c, image, atol=1e-12, rtol=0)
     torch.testing.assert_close(alpha_c, alpha, atol=1e-12, rtol=0)

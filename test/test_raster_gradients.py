@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_raster_cpu import dense_render, gsplat_projection, make_scene
+from test_raster_cpu import dense_render, gsplat_projection, make_scene, require_compositor
 
 from ocgs_ros.gaussians.raster import rasterize_torch
 from ocgs_ros.gaussians.raster.compositing import ALPHA_MIN
+from ocgs_ros.gaussians.raster.footprints import footprint_pairs
 from ocgs_ros.gaussians.raster.sparse_weighted_sum import sparse_weighted_sum
 
 W, H = 12, 10
@@ -43,8 +44,10 @@ def nearest_alpha_to_threshold(scene, width=W, height=H):
     return float((alpha - ALPHA_MIN).abs().min())
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "vectorised"])
 @pytest.mark.parametrize("seed,render_mode", [(0, "RGB"), (1, "RGB+ED")])
-def test_gradcheck_against_finite_differences(seed, render_mode):
+def test_gradcheck_against_finite_differences(seed, render_mode, fused):
+    require_compositor(fused)
     scene = tiny_scene(seed)
     assert nearest_alpha_to_threshold(scene) > 1e-6
     means, quats, scales, opacities, colors, viewmats, Ks = scene
@@ -52,7 +55,7 @@ def test_gradcheck_against_finite_differences(seed, render_mode):
 
     def render(m, q, s, o, c):
         image, alpha, _ = rasterize_torch(m, q, s, o, c, viewmats, Ks, W, H, render_mode=render_mode,
-                                          backgrounds=backgrounds)
+                                          backgrounds=backgrounds, fused=fused)
         return image, alpha
 
     inputs = tuple(t.clone().requires_grad_(True) for t in (means, quats, scales, opacities, colors))
@@ -75,8 +78,9 @@ def test_gradcheck_spherical_harmonics_and_view_dependence():
     assert torch.autograd.gradcheck(render, inputs, eps=1e-6, atol=1e-6, rtol=1e-4)
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "vectorised"])
 @pytest.mark.parametrize("render_mode", ["RGB", "RGB+D"])
-def test_gradients_equal_autograd_through_dense_reference_with_clamp_and_cutoff(render_mode):
+def test_gradients_equal_autograd_through_dense_reference_with_clamp_and_cutoff(render_mode, fused):
     """Opaque, overlapping Gaussians (alpha clamp active, pixels cut off at T <= 1e-4): the dense
     reference is the same piecewise-smooth function, so both autograd gradients must agree."""
     means, quats, scales, opacities, colors, viewmats, Ks = make_scene(n=40, seed=21)
@@ -85,7 +89,8 @@ def test_gradients_equal_autograd_through_dense_reference_with_clamp_and_cutoff(
     weights = torch.rand(1, height, width, colors.shape[1] + (render_mode == "RGB+D"),
                          generator=torch.Generator().manual_seed(3), dtype=torch.float64)
 
-    image, alpha, _ = rasterize_torch(*params, viewmats, Ks, width, height, render_mode=render_mode)
+    require_compositor(fused)
+    image, alpha, _ = rasterize_torch(*params, viewmats, Ks, width, height, render_mode=render_mode, fused=fused)
     ours = torch.autograd.grad((image * weights).sum() + alpha.sum(), params)
 
     m, q, s, o, c = params
@@ -106,7 +111,7 @@ def test_chunked_checkpointed_gradients_equal_single_chunk():
 
     def grads(max_pairs):
         image, alpha, meta = rasterize_torch(*params, *scene[5:], 40, 30, render_mode="RGB+ED",
-                                             max_pairs_per_chunk=max_pairs)
+                                             max_pairs_per_chunk=max_pairs, fused=False)
         loss = (image * torch.linspace(0, 1, image.shape[-1], dtype=torch.float64)).sum() + alpha.sum()
         return torch.autograd.grad(loss, params), meta["n_pairs"]
 
@@ -179,3 +184,38 @@ def test_segmented_exclusive_cumsum_backward_matches_autograd():
     got = torch.autograd.grad((out * upstream).sum(), values)[0]
     want = torch.autograd.grad((expected * upstream).sum(), values)[0]
     torch.testing.assert_close(got, want)
+
+
+def test_fused_and_vectorised_compositing_agree_on_a_crowded_scene():
+    """Many overlapping Gaussians in several cameras (clamp and cut-off active): the fused C++
+    compositor gives the vectorised one's images and gradients, means2d's (densification) included."""
+    require_compositor(True)
+    scene = make_scene(n=300, seed=31, num_cams=2)
+    results = {}
+    for fused in (True, False):
+        params = [t.clone().requires_grad_(True) for t in scene[:5]]
+        image, alpha, meta = rasterize_torch(*params, *scene[5:], 48, 36, render_mode="RGB+ED", fused=fused)
+        meta["means2d"].retain_grad()
+        loss = (image * torch.linspace(-1, 1, image.shape[-1], dtype=torch.float64)).sum() + alpha.sum()
+        loss.backward()
+        results[fused] = (image.detach(), alpha.detach(), [p.grad for p in params], meta["means2d"].grad)
+    assert meta["n_pairs"] > 300 * 20 and float(results[False][1].max()) > 0.999
+    for got, want in zip(results[True][:2], results[False][:2]):
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-10)
+    for got, want in zip([*results[True][2], results[True][3]], [*results[False][2], results[False][3]]):
+        assert float(want.abs().max()) > 0
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-8)
+
+
+def test_pairs_expanded_in_cpp_are_the_torch_paths():
+    """The extension's expansion of footprint segments (counting sort by pixel) yields exactly the
+    pairs, in exactly the order, of the torch expansion and stable sort."""
+    require_compositor(True)
+    means, quats, scales, opacities, _, viewmats, Ks = make_scene(n=200, seed=32, num_cams=2)
+    radii, means2d, depths, conics = gsplat_projection(means, quats, scales, viewmats, Ks, 48, 36)
+    flat = (means2d.reshape(-1, 2), conics.reshape(-1, 3), opacities[None].expand(2, -1).reshape(-1),
+            depths.reshape(-1), radii.reshape(-1, 2), 200, 48, 36)
+    got = footprint_pairs(*flat, counting_sort=True)
+    want = footprint_pairs(*flat, counting_sort=False)
+    assert want[0].numel() > 200 * 10
+    assert got[0].dtype == want[0].dtype and torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])

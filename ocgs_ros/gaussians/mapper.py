@@ -4,13 +4,15 @@ targets into a :class:`GaussianMap`.
 Per frame: (1) grow — LiDAR points (world frame), and the back-projected pixels of a depth image
 where the camera has one, that project where the current map is still transparent become new
 Gaussians, coloured from the image; (2) keyframe — if the camera moved
-enough; (3) optimise a fixed budget of iterations over the keyframe window plus sampled older
-keyframes, with L1 + D-SSIM, LiDAR depth and confidence-weighted identity cross-entropy, densifying
-and pruning with gsplat's strategy under the hard cap (:mod:`.densify`); (4) prune Gaussians that
-became transparent. Poses come from the input (TF/odometry).
+enough; (3) optimise ``iterations_per_frame`` iterations (fewer if a live frame's deadline comes
+first) over the keyframe window plus sampled older keyframes, with L1 + D-SSIM, LiDAR depth and
+confidence-weighted identity cross-entropy, densifying and pruning with gsplat's strategy under
+the hard cap (:mod:`.densify`); (4) prune Gaussians that became transparent. Poses come from the
+input (TF/odometry).
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -24,12 +26,24 @@ from ocgs_ros.gaussians.losses import (depth_loss, identity_loss, identity_loss_
                                       photometric_loss)
 from ocgs_ros.gaussians.map import GaussianMap, GaussianMapConfig
 from ocgs_ros.gaussians.raster import gsplat_intrinsics, rasterize
-from ocgs_ros.settings import positive, setting
+from ocgs_ros.settings import non_negative, positive, setting
 
 
 @dataclass(frozen=True)
 class MapperConfig:
-    iterations_per_frame: int = setting(8, "Map optimisation iterations per integrated frame.", positive)
+    iterations_per_frame: int = setting(8, "Map optimisation iterations per integrated frame (live frames with "
+                                           "mapper.frame_budget_ms: at most this many).", positive)
+    # Live frames only (the node; ObjectMappingPipeline.process(live=True)): a frame stops optimising
+    # once its budget is spent (at least 1 iteration, at most iterations_per_frame), so a slower CPU
+    # or a bigger map costs iterations, not latency. Offline callers (the evaluator, tests) and 0 run
+    # exactly iterations_per_frame: a map that depends only on the frames and the seed.
+    frame_budget_ms: float = setting(150.0, "Live frames: time budget of one frame (ms, from the start of its "
+                                            "processing); optimisation stops before an iteration that would "
+                                            "exceed it (at least 1, at most mapper.iterations_per_frame). 0 = off: "
+                                            "exactly mapper.iterations_per_frame (deterministic).", non_negative)
+    # same images and gradients either way (test_raster_gradients); false measures the old path
+    fused_compositing: bool = setting(True, "Composite with the fused C++ CPU kernel when it builds "
+                                            "(false: the vectorised torch path; same results, ~3x slower).")
     window: int = setting(4, "Recent keyframes optimised together.", positive)
     old_samples: int = 2
     min_translation_m: float = 0.05
@@ -157,21 +171,35 @@ class OnlineMapper:
                                                        gmap.sh_coefficients()) + 0.5, 0.0)
         features = torch.cat([rgb, gmap.params["identity"]], dim=1)
         out, alpha, meta = rasterize(means, gmap.quats_normalized(), gmap.scales_act(), gmap.opacities_act(),
-                                  features, viewmat[None], gsplat_intrinsics(K[None]), width, height,
-                                  render_mode="RGB+ED")
+                                     features, viewmat[None], gsplat_intrinsics(K[None]), width, height,
+                                     render_mode="RGB+ED", fused=None if self.config.fused_compositing else False)
         out, alpha = out[0], alpha[0]
         return out[..., :3], out[..., -1], gmap.decode_identity(out[..., 3:-1], alpha), alpha, meta
+
+    def render_depth(self, viewmat: torch.Tensor, K: torch.Tensor, width: int, height: int):
+        """(expected depth [H,W], alpha [H,W,1]): what growth needs, compositing one channel instead
+        of colour and identity (the same pairs and weights as :meth:`render`, so the same numbers)."""
+        gmap = self.map
+        means = gmap.params["means"]
+        # "ED" composites depth alone; the colour argument is only shape-checked
+        out, alpha, _ = rasterize(means, gmap.quats_normalized(), gmap.scales_act(), gmap.opacities_act(),
+                                  means, viewmat[None], gsplat_intrinsics(K[None]), width, height,
+                                  render_mode="ED", fused=None if self.config.fused_compositing else False)
+        return out[0, ..., 0], alpha[0]
 
     # -- integration --------------------------------------------------------------------------
     def integrate(self, rgb: np.ndarray, K: np.ndarray, T_world_cam: np.ndarray, points_world: np.ndarray,
                   pixel_codebook_logits: np.ndarray | torch.Tensor | None = None,
-                  depth: np.ndarray | None = None) -> dict:
+                  depth: np.ndarray | None = None, deadline_s: float | None = None) -> dict:
         """Add one posed frame: ``rgb`` uint8 [H,W,3], ``points_world`` LiDAR [N,3] in the map frame
         (may be empty when ``depth`` is given), ``pixel_codebook_logits`` GOCL's [M+1,H,W]
         (channel 0 = background) or None, ``depth`` the camera's own z-depth image [H,W] in metres
         (0/NaN = no return) or None. Depth pixels are growth candidates like LiDAR points, and
         where valid they replace the projected LiDAR depth as the depth target (they are exact
-        per pixel, LiDAR is sparse)."""
+        per pixel, LiDAR is sparse). ``deadline_s``: a ``time.perf_counter()`` time by which the
+        frame should be done (the pipeline's ``mapper.frame_budget_ms`` for live frames): optimisation
+        stops before an iteration that would likely end after it (at least 1 iteration, at most
+        ``iterations_per_frame``); None runs exactly ``iterations_per_frame``."""
         if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"integrate: rgb must be uint8 [H, W, 3], got {rgb.dtype} {rgb.shape}")
         points_world = np.asarray(points_world, dtype=np.float64).reshape(-1, 3)
@@ -207,7 +235,7 @@ class OnlineMapper:
                                            probs))
             self.window.added()
             self._enforce_keyframe_budget()
-        losses = self._optimise()
+        losses = self._optimise(deadline_s)
         pruned = self._prune()
         self.frames_integrated += 1
         return {"grown": grown, "pruned": pruned, "num_gaussians": self.map.num_gaussians,
@@ -230,7 +258,7 @@ class OnlineMapper:
             return 0
         with torch.no_grad():
             if self.map.num_gaussians:
-                _, depth, _, alpha = self.render(viewmat, K, image.shape[1], image.shape[0])
+                depth, alpha = self.render_depth(viewmat, K, image.shape[1], image.shape[0])
                 vv, uu = v[idx].astype(int), u[idx].astype(int)
                 transparent = alpha[vv, uu, 0].numpy() < self.config.grow_alpha_threshold
                 vm = viewmat.double().numpy()
@@ -255,13 +283,20 @@ class OnlineMapper:
         self.densifier.added(added)
         return added
 
-    def _optimise(self) -> dict:
+    def _optimise(self, deadline_s: float | None) -> dict:
         if not self.keyframes or self.map.num_gaussians == 0:
             return {}
         cfg = self.config
         batch = self.window.batch()
         totals = {"photometric": 0.0, "depth": 0.0, "identity": 0.0}
+        first_started_s = time.perf_counter()
+        done = 0
         for it in range(cfg.iterations_per_frame):
+            if deadline_s is not None and it > 0:
+                # the next iteration would take about as long as this frame's did on average
+                now = time.perf_counter()
+                if now + (now - first_started_s) / it > deadline_s:
+                    break
             kf = self.keyframes[batch[it % len(batch)]]
             rgb, depth, logits, _, meta = self.render_with_meta(kf.viewmat, kf.K, kf.rgb.shape[1], kf.rgb.shape[0])
             photo = photometric_loss(rgb, kf.rgb, cfg.ssim_weight)
@@ -287,7 +322,8 @@ class OnlineMapper:
             totals["photometric"] += photo.item()
             totals["depth"] += dl.item()
             totals["identity"] += il.item()
-        return {k: v / cfg.iterations_per_frame for k, v in totals.items()}
+            done += 1
+        return {**{k: v / done for k, v in totals.items()}, "iterations": done}
 
     def _prune(self) -> int:
         with torch.no_grad():

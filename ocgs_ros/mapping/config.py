@@ -71,4 +71,13 @@ class MappingConfig:
     mapper: MapperConfig = field(default_factory=MapperConfig)
     objects: ObjectConfig = field(default_factory=ObjectConfig)
     min_object_confidence: float = setting(0.0, "Publish objects with at least this confidence.", unit_interval)
+    # Live frames only (the node): extraction runs in a background thread on a copy of the map, its
+    # cost grows with the map and the objects, and its result changes slowly; a frame's update
+    # carries the newest finished extraction. The gap is also at least the last extraction's
+    # duration, so extraction never takes more than half of the time. Offline callers extract
+    # after every frame (docs/mapping_speed.md).
+    objects_period_s: float = setting(0.5, "Live frames: extract the objects in the background when this long (s) "
+                                           "has passed since the last extraction ended (and at least its duration); "
+                                           "each update carries the newest objects. 0 = after every frame, within "
+                                           "it (as offline).", non_negative)
     seed: int = setting(0, "Seed of the mapper and of point subsampling.", non_negative)

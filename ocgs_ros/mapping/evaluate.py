@@ -3,6 +3,10 @@
     OMP_NUM_THREADS=1 python -m ocgs_ros.mapping.evaluate [--checkpoint shipped]
         [--scenes 6 --frames 24 --heldout 6] [--set view.process_width=96 --set view.process_height=96 ...]
         [--out docs/results/gaussian_map.json --figure docs/results/gaussian_map.png] [--seed 0]
+    OMP_NUM_THREADS=1 python -m ocgs_ros.mapping.evaluate --novel   # -> docs/results/novel_objects.json
+
+``--novel`` evaluates the world variant with object kinds GOCL never saw instead, with and without
+the geometric path for unknown-kind objects (:mod:`ocgs_ros.mapping.evaluate_novel`).
 
 What is measured is :class:`~ocgs_ros.mapping.pipeline.ObjectMappingPipeline` at ``MappingConfig()``
 — the node's own defaults (160x120 view, 6000 LiDAR points in view, 8 iterations per frame, 60 000
@@ -45,7 +49,6 @@ import hashlib
 import math
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -54,17 +57,17 @@ import yaml
 from tqdm import tqdm
 
 from ocgs_ros.atomic_io import atomic_save_figure, atomic_write_json
-from ocgs_ros.camera import scale_intrinsics
-from ocgs_ros.evaluation.boxes import Box3D, match_boxes
+from ocgs_ros.evaluation.boxes import match_boxes
 from ocgs_ros.gaussians.eval_metrics import IdentityVotes, matched_instance_iou, psnr
 from ocgs_ros.gaussians.losses import ssim
 from ocgs_ros.gaussians.map import entries_from_logits
 from ocgs_ros.gaussians.objects import ObjectConfig
 from ocgs_ros.mapping.config import MappingConfig
-from ocgs_ros.mapping.errors import FrameRejected
+from ocgs_ros.mapping.eval_scenes import (EvalConfig, build_scene_map, frame_indices, gt_box,
+                                          held_out_view, make_world_config, mapping_frame, object_box)
+from ocgs_ros.mapping.evaluate_novel import DEFAULT_NOVEL_OUT, evaluate_novel, save_novel_figure, summary_lines
 from ocgs_ros.mapping.identity import GoclIdentity, SlotIndexIdentity, load_segmenter
-from ocgs_ros.mapping.pipeline import MappingFrame, MappingUpdate, ObjectMappingPipeline, view_image
-from ocgs_ros.ocl.data import gocl_tabletop_config
+from ocgs_ros.mapping.pipeline import MappingFrame, ObjectMappingPipeline, view_image
 from ocgs_ros.ocl.segment import PIXEL_PROB_FLOOR
 from ocgs_ros.settings import from_flat, to_flat
 from ocgs_ros.sim.dataset import scene_seed
@@ -73,28 +76,6 @@ from ocgs_ros.sim.tabletop import TabletopWorld
 TARGETS = {"cross_view_consistency": 0.95, "instance_recall_iou50": 0.9}
 RECALL_IOUS = (0.25, 0.5)
 DEFAULT_OUT = "docs/results/gaussian_map.json"
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    dataset_seed: int = 7
-    scenes: int = 6
-    scene_pool: int = 60  # scene indices considered when picking scenes that share kinds
-    frames: int = 24
-    heldout: int = 6
-    # the simulated sensors: sim_publisher's defaults (nodes/sim_publisher.py, config/ocgs.yaml)
-    camera_width: int = 320
-    camera_height: int = 240
-    lidar_beams: int = 32
-    lidar_azimuth_steps: int = 1024
-    min_pixels: int = 20
-
-
-def make_world_config(cfg: EvalConfig):
-    """GOCL's tabletop world with the evaluation's camera size and LiDAR."""
-    base = gocl_tabletop_config(cfg.camera_width, cfg.camera_height)
-    return dataclasses.replace(base, lidar=dataclasses.replace(base.lidar, beams=cfg.lidar_beams,
-                                                               azimuth_steps=cfg.lidar_azimuth_steps))
 
 
 def pick_scenes(cfg: EvalConfig, world_config) -> list[int]:
@@ -114,38 +95,6 @@ def pick_scenes(cfg: EvalConfig, world_config) -> list[int]:
             chosen.append(index)
         index += 1
     return chosen[:cfg.scenes]
-
-
-def frame_indices(cfg: EvalConfig, frames_per_orbit: int) -> tuple[list[int], list[int]]:
-    step = frames_per_orbit / cfg.frames
-    integrated = [int(round(k * step)) % frames_per_orbit for k in range(cfg.frames)]
-    stride = cfg.frames / max(cfg.heldout, 1)
-    heldout = [int(round((int(k * stride) + 0.5) * step)) % frames_per_orbit for k in range(cfg.heldout)]
-    heldout = [h for h in dict.fromkeys(heldout) if h not in integrated]
-    return integrated, heldout
-
-
-def mapping_frame(world: TabletopWorld, index: int) -> MappingFrame:
-    """Frame ``index`` of a simulated world as the mapping node receives it from sim_publisher: the
-    camera image at its own resolution, the LiDAR sweep (float32, as in a PointCloud2) in the LiDAR
-    frame, and the poses TF gives (map <- base <- sensor)."""
-    f = world.frame(index)
-    return MappingFrame(rgb=f.camera.rgb, K=np.asarray(f.camera.K, dtype=np.float64),
-                        T_world_cam=f.T_world_base @ f.T_base_camera,
-                        points=np.asarray(f.lidar.points, dtype=np.float32),
-                        T_world_lidar=f.T_world_base @ f.T_base_lidar, stamp_ns=f.stamp_ns)
-
-
-def build_scene_map(pipeline: ObjectMappingPipeline, frames: list[MappingFrame]) -> MappingUpdate | None:
-    """Feed ``frames`` in order, as the node does (a rejected frame is dropped and counted in
-    ``pipeline.stats()["rejected"]``); returns the last update (None if no frame was integrated)."""
-    update = None
-    for frame in frames:
-        try:
-            update = pipeline.process(frame)
-        except FrameRejected:
-            continue
-    return update
 
 
 class OracleIdentity:
@@ -178,35 +127,6 @@ class OracleIdentity:
         classes = torch.from_numpy(np.asarray(kind)).long() + 1  # background kind -1 -> channel 0
         probs = torch.nn.functional.one_hot(classes, self.num_entries + 1).permute(2, 0, 1).float()
         return probs.clamp_min(PIXEL_PROB_FLOOR).log()
-
-
-@dataclass
-class HeldOutView:
-    index: int
-    rgb: np.ndarray  # [h, w, 3] uint8 at the view size
-    instance: np.ndarray
-    kind: np.ndarray
-    K: np.ndarray
-    T_world_cam: np.ndarray
-
-
-def held_out_view(world: TabletopWorld, index: int, config: MappingConfig) -> HeldOutView:
-    """Ground truth of trajectory frame ``index`` rendered at the pipeline's view size."""
-    cam = world.config.camera
-    width, height = (config.view.process_width, config.view.process_height) if config.view.process_width \
-        else (cam.width, cam.height)
-    K = scale_intrinsics(world.K, width / cam.width, height / cam.height)
-    T_world_cam = world.pose(index) @ world.T_base_camera
-    truth = world.render_camera(T_world_cam, K, width, height)
-    return HeldOutView(index, truth.rgb, truth.instance, truth.kind, K, T_world_cam)
-
-
-def gt_box(obj) -> Box3D:
-    return Box3D.from_yaw(obj.center, obj.size, obj.yaw)
-
-
-def object_box(obj) -> Box3D:
-    return Box3D(obj.box_center, obj.box_size, obj.box_rotation)
 
 
 def evaluate(cfg: EvalConfig, mapping: MappingConfig, identities, progress: bool = True) -> tuple[dict, dict]:
@@ -407,7 +327,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--checkpoint", default=None, help="GOCL checkpoint (= --set gocl.checkpoint=...; default: shipped)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
                    help="a pipeline setting by its dotted name, e.g. view.process_width=96 (repeatable)")
-    p.add_argument("--out", default=DEFAULT_OUT)
+    p.add_argument("--out", default=None, help=f"results JSON (default: {DEFAULT_OUT}; with --novel "
+                                                  f"{DEFAULT_NOVEL_OUT})")
     p.add_argument("--figure", default=None, help="PNG of a held-out view (default: --out with .png)")
     p.add_argument("--seed", type=int, default=None, help="= --set seed=...")
     p.add_argument("--dataset-seed", type=int, default=d.dataset_seed, help="scene seed (GOCL: 0 train, 1 held out)")
@@ -422,7 +343,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--oracle-identity", action="store_true",
                    help="development reference: ground-truth identity targets instead of GOCL (not a result)")
+    p.add_argument("--novel", action="store_true",
+                   help="the world variant with object kinds GOCL never saw: figures for known and novel kinds, "
+                        "with and without the geometric path (ocgs_ros.mapping.evaluate_novel)")
     args = p.parse_args(argv)
+    if args.novel and args.oracle_identity:
+        p.error("--novel measures GOCL's identities; --oracle-identity has no entries for novel kinds")
     if min(args.scenes, args.frames, args.heldout, args.camera_width, args.camera_height,
            args.lidar_beams, args.lidar_azimuth_steps) < 1:
         p.error("--scenes, --frames, --heldout, --camera-*, --lidar-* must be >= 1")
@@ -446,11 +372,14 @@ def main(argv: list[str] | None = None) -> dict:
             p.error("gocl.checkpoint 'none' maps without identities: there is nothing to evaluate")
         identities = {"codebook": GoclIdentity(segmenter), "baseline": SlotIndexIdentity(segmenter)}
     started = time.perf_counter()
-    results, figure = evaluate(cfg, mapping, identities, progress=not args.no_progress)
-    out = Path(args.out)
+    if args.novel:
+        results, figure = evaluate_novel(cfg, mapping, identities["codebook"], progress=not args.no_progress)
+    else:
+        results, figure = evaluate(cfg, mapping, identities, progress=not args.no_progress)
+    out = Path(args.out or (DEFAULT_NOVEL_OUT if args.novel else DEFAULT_OUT))
     figure_path = Path(args.figure) if args.figure else out.with_suffix(".png")
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_figure(figure_path, figure)
+    (save_novel_figure if args.novel else save_figure)(figure_path, figure)
     results.update({
         "checkpoint": None if args.oracle_identity else mapping.gocl.checkpoint,
         "figure": str(figure_path), "wall_time_s": time.perf_counter() - started,
@@ -458,6 +387,10 @@ def main(argv: list[str] | None = None) -> dict:
     })
     results = _plain(results)
     atomic_write_json(out, results)
+    if args.novel:
+        print("\n".join(summary_lines(results)))
+        print(f"wrote {out} and {figure_path}")
+        return results
     for key in ("psnr", "ssim", "identity_miou", "cross_view_consistency", "cross_scene_consistency",
                 "instance_recall_iou25", "instance_recall_iou50", "instance_precision_iou25",
                 "instance_precision_iou50", "baseline_slot_index_cross_view_consistency",

@@ -7,7 +7,11 @@ per-frame point budget (or most of a 360-degree sweep's budget is spent behind t
 subsampled with the seeded generator and moved to the map frame; a registered depth image follows
 the image's fit; the identity source (GOCL, fitting the view to its own input by the same policy)
 labels the pixels; the mapper integrates the frame and the tracker re-extracts the objects, of
-which those at or above ``min_object_confidence`` are the map's objects. Everything numerical lives
+which those at or above ``min_object_confidence`` are the map's objects. Live frames (the node:
+``process(frame, live=True)``) are scheduled for a sensor that does not wait: the optimisation gets
+the time budget ``mapper.frame_budget_ms`` and the objects are re-extracted every
+``objects_period_s`` (docs/mapping_speed.md); offline frames get exactly
+``mapper.iterations_per_frame`` and a fresh extraction each. Everything numerical lives
 in :mod:`ocgs_ros.gaussians` and :mod:`ocgs_ros.ocl`; this module decides what reaches them, in which
 order, under which lock.
 
@@ -24,13 +28,14 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import torch
 
-from ocgs_ros.gaussians.map import entries_from_logits
+from ocgs_ros.gaussians.map import GaussianMap, entries_from_logits
 from ocgs_ros.gaussians.mapper import OnlineMapper
 from ocgs_ros.gaussians.objects import MapObject, ObjectTracker, render_instance_mask
 from ocgs_ros.gaussians.persistence import load_map, save_map
@@ -64,6 +69,7 @@ class MappingUpdate:
     frames_integrated: int
     rgb: np.ndarray  # the processed view: [h, w, 3] uint8 at the view size
     K: np.ndarray  # [3, 3] intrinsics of that view
+    objects_updated: bool = True  # re-extracted after this frame (live frames: every objects_period_s)
 
 
 @dataclass
@@ -91,6 +97,8 @@ class ObjectMappingPipeline:
         self._mapper_config = dataclasses.replace(config.mapper, seed=config.seed)
         self._process_lock = threading.Lock()  # one frame at a time: generator + identity source
         self._map_lock = threading.RLock()  # mapper + tracker + objects: process vs queries
+        self._tracker_lock = threading.Lock()  # tracker updates: the live background one vs the rest
+        self._generation = 0
         self._new_state()
 
     def _new_state(self) -> None:
@@ -102,6 +110,14 @@ class ObjectMappingPipeline:
             self._torch_rng_state = torch.get_rng_state()
         self._tracker = ObjectTracker(self.config.objects)
         self._objects: list[MapObject] = []
+        self._objects_frame = -1  # frames_integrated of the map the objects were extracted from (-1: none)
+        self._objects_extracted_s = -float("inf")  # time.monotonic() when the last extraction ended
+        self._extraction_duration_s = 0.0
+        self._pending_evidence: list[np.ndarray] = []  # frames' points not yet given to the tracker
+        self._background: threading.Thread | None = None  # live extraction, until its result is taken
+        # (generation, frame, objects, error, finished_s, duration_s): written by that thread as it ends
+        self._background_result: tuple | None = None
+        self._generation += 1  # a background extraction of an older state is dropped
         self.frames_integrated = 0
         self.rejected: dict[str, int] = {}
 
@@ -119,11 +135,18 @@ class ObjectMappingPipeline:
         return self._tracker
 
     # -- frames -------------------------------------------------------------------------------
-    def process(self, frame: MappingFrame) -> MappingUpdate:
+    def process(self, frame: MappingFrame, live: bool = False) -> MappingUpdate:
         """Integrate one frame; raises :class:`FrameRejected` for data the map cannot use (counted
         in ``stats()["rejected"]``), the map unchanged. Reasons, named as the ROS adapters name
         theirs: ``empty_cloud`` (no LiDAR return inside the camera view), ``image_shape``,
-        ``camera_info_k``, ``tf_non_finite``, ``pointcloud_shape``, ``depth_size_mismatch``."""
+        ``camera_info_k``, ``tf_non_finite``, ``pointcloud_shape``, ``depth_size_mismatch``.
+
+        ``live``: a sensor stream that does not wait (the node). Its frames get the time budget
+        ``mapper.frame_budget_ms`` and objects extracted in the background every
+        ``objects_period_s`` (0: after every frame, within it, as offline); offline
+        frames (the default: evaluator, tests) exactly ``mapper.iterations_per_frame`` iterations
+        and a fresh extraction each, so the map and objects depend only on the frames and seed."""
+        started_s = time.perf_counter()
         with self._process_lock:
             try:
                 rgb, K, T_world_cam, points_world, depth = self._prepare(frame)
@@ -135,12 +158,95 @@ class ObjectMappingPipeline:
             with self._map_lock:
                 with torch.random.fork_rng(devices=[]):
                     torch.set_rng_state(self._torch_rng_state)
-                    self._mapper.integrate(rgb, K, T_world_cam, points_world, logits, depth=depth)
+                    self._mapper.integrate(rgb, K, T_world_cam, points_world, logits, depth=depth,
+                                           deadline_s=self._deadline(started_s, live))
                     self._torch_rng_state = torch.get_rng_state()
-                self._objects = self._confident(self._tracker.update(self._mapper.map))
+                self._pending_evidence.append(points_world)  # the tracker gets every frame's, in order
                 self.frames_integrated += 1
+                if live and self.config.objects_period_s > 0:
+                    updated = self._adopt_background_objects()
+                    if self._objects_due():
+                        self._start_background_extraction()
+                else:
+                    self._extract_objects()
+                    updated = True
                 return MappingUpdate(list(self._objects), self._mapper.map.num_gaussians, self.frames_integrated,
-                                     rgb, K)
+                                     rgb, K, objects_updated=updated)
+
+    def _deadline(self, started_s: float, live: bool) -> float | None:
+        budget_ms = self.config.mapper.frame_budget_ms
+        return started_s + budget_ms / 1e3 if live and budget_ms > 0 else None
+
+    # -- object extraction: offline after every frame; live in a background thread -------------
+    # Live, extraction must not hold up the next frame (its cost grows with the objects and the map,
+    # docs/mapping_speed.md): every objects_period_s a frozen copy of the map goes to a background
+    # thread, and the first frame integrated after it finished publishes its objects. The thread
+    # touches only the copy and the tracker (under _tracker_lock), never the live map; its result is
+    # read only once it has ended (_adopt_background_objects).
+    def _objects_due(self) -> bool:
+        """No extraction pending, and since the last one ended at least objects_period_s and at
+        least its own duration have passed: extraction never takes more than half the time."""
+        gap_s = max(self.config.objects_period_s, self._extraction_duration_s)
+        return self._background is None and (self._objects_frame < 0
+                                             or time.monotonic() - self._objects_extracted_s >= gap_s)
+
+    def _start_background_extraction(self) -> None:
+        with torch.random.fork_rng(devices=[]):  # the copy's fresh identity head draws from torch's generator
+            frozen = GaussianMap.from_dict(self._mapper.map.to_dict())
+        evidence, self._pending_evidence = self._pending_evidence, []
+        self._background = threading.Thread(target=self._extract_in_background, name="object_extraction",
+                                            args=(self._generation, self._tracker, frozen, evidence,
+                                                  self.frames_integrated), daemon=True)
+        self._background.start()
+
+    def _extract_in_background(self, generation: int, tracker: ObjectTracker, frozen: GaussianMap,
+                               evidence: list[np.ndarray], frame: int) -> None:
+        started_s = time.monotonic()
+        objects = error = None
+        try:
+            with self._tracker_lock:
+                for points in evidence:
+                    tracker.add_evidence(points)
+                objects = self._confident(tracker.update(frozen))
+        except Exception as exc:  # noqa: BLE001 - handed to the next frame, which raises it
+            error = exc
+        finished_s = time.monotonic()
+        self._background_result = (generation, frame, objects, error, finished_s, finished_s - started_s)
+
+    def _adopt_background_objects(self) -> bool:
+        """Take a finished background extraction's objects (True if there were new ones); its
+        exception, if it failed, is raised here, in the frame that reports it."""
+        if self._background is None or self._background.is_alive():
+            return False
+        result, self._background_result, self._background = self._background_result, None, None
+        if result is None or result[0] != self._generation:
+            return False
+        _, frame, objects, error, self._objects_extracted_s, self._extraction_duration_s = result
+        if error is not None:
+            raise RuntimeError(f"object extraction failed: {error}") from error
+        self._objects, self._objects_frame = objects, frame
+        return True
+
+    def _objects_of_this_map(self) -> None:
+        """Extract now if frames were integrated since the objects' map: whatever pairs objects with
+        Gaussian indices (instance renders, saved maps) needs the current indices, which
+        densification and pruning change. Waits for a background extraction first."""
+        if self._background is not None:
+            self._background.join()
+            self._adopt_background_objects()
+        if self._objects_frame != self.frames_integrated:
+            self._extract_objects()
+
+    def _extract_objects(self) -> None:
+        with self._tracker_lock:
+            for points in self._pending_evidence:
+                self._tracker.add_evidence(points)
+            self._pending_evidence = []
+            started_s = time.monotonic()
+            self._objects = self._confident(self._tracker.update(self._mapper.map))
+        self._objects_frame = self.frames_integrated
+        self._objects_extracted_s = time.monotonic()
+        self._extraction_duration_s = self._objects_extracted_s - started_s
 
     def _prepare(self, frame: MappingFrame):
         """(rgb, K at the view size, T_world_cam, LiDAR points in view in the map frame, depth or None)."""
@@ -202,15 +308,22 @@ class ObjectMappingPipeline:
 
     # -- map views ----------------------------------------------------------------------------
     def snapshot(self, max_points: int | None = None) -> GaussianSnapshot:
-        """The Gaussians with their object ids; a random subset (seeded) of ``max_points`` if capped."""
+        """The Gaussians with their object ids; a random subset (seeded) of ``max_points`` if capped.
+        Between live extractions (objects of an earlier map, whose Gaussian indices have moved) a
+        Gaussian's id is that of the object whose box contains its centre: a snapshot must not wait
+        for an extraction."""
         with self._map_lock, torch.no_grad():
             gmap = self._mapper.map
             n = gmap.num_gaussians
-            instance = np.zeros(n, dtype=np.uint32)
-            for obj in self._objects:
-                idx = np.asarray(obj.gaussian_indices, dtype=np.int64)
-                instance[idx[(idx >= 0) & (idx < n)]] = int(obj.id)
             means = gmap.params["means"].detach().numpy().copy()
+            instance = np.zeros(n, dtype=np.uint32)
+            current = self._objects_frame == self.frames_integrated
+            for obj in self._objects:
+                if current:
+                    idx = np.asarray(obj.gaussian_indices, dtype=np.int64)
+                    instance[idx[(idx >= 0) & (idx < n)]] = int(obj.id)
+                else:
+                    instance[obj.contains(means) & (instance == 0)] = int(obj.id)
             colors = gmap.colors().numpy().copy()
             opacity = gmap.opacities_act().numpy().copy()
             scale = gmap.scales_act().amax(dim=1).numpy().copy()
@@ -232,6 +345,7 @@ class ObjectMappingPipeline:
         """Object id per pixel ``int32 [H, W]`` (0 = background) of the map's objects."""
         viewmat = np.linalg.inv(np.asarray(T_world_cam, dtype=np.float64))
         with self._map_lock:
+            self._objects_of_this_map()
             return render_instance_mask(self._mapper, self._objects, viewmat, K, width, height)
 
     def render_identity(self, K, T_world_cam, width: int, height: int) -> np.ndarray:
@@ -253,6 +367,7 @@ class ObjectMappingPipeline:
     def save(self, path):
         """Write the map and its objects (``gaussians.persistence.save_map``); returns its paths."""
         with self._map_lock:
+            self._objects_of_this_map()
             return save_map(path, self._mapper.map, self._tracker)
 
     def load(self, path) -> None:
@@ -269,6 +384,10 @@ class ObjectMappingPipeline:
             self._mapper = OnlineMapper.from_map(gmap, self._mapper_config)
             self._tracker = tracker
             self._objects = self._confident(tracker.objects)
+            self._objects_frame = self.frames_integrated
+            self._generation += 1  # a background extraction of the replaced map is dropped
+            self._background = self._background_result = None
+            self._pending_evidence = []
 
     def reset(self) -> None:
         """An empty map, as a new pipeline with the same configuration and identity source."""

@@ -7,7 +7,9 @@ LiDAR frame at the frame's stamp). Each synchronised frame goes to a newest-wins
 (:mod:`ocgs_ros.ros.perception_node`), which hands it to the
 :class:`~ocgs_ros.mapping.pipeline.ObjectMappingPipeline` and publishes:
 
-* ``~/objects`` (``ObjectInstanceArray``, latched), ``~/object_markers`` (``MarkerArray``, latched),
+* ``~/objects`` (``ObjectInstanceArray``, latched; after every integrated frame, stamped with it,
+  carrying the newest objects: extracted in the background every ``objects_period_s``),
+  ``~/object_markers`` (``MarkerArray``, latched; when new objects arrived),
 * ``~/gaussians`` (``PointCloud2``: x y z rgb opacity scale instance; throttled),
 * ``~/identity_image`` (rendered instance image from the current camera; off by default),
 * services ``~/query_objects`` (QueryObjects), ``~/save_map`` (SaveMap), ``~/reset_map`` (Trigger),
@@ -91,15 +93,19 @@ class ObjectMappingNode(PerceptionNode):
         T_world_cam = self.lookup(map_frame, camera.frame_id, frame.stamp_ns)
         T_world_lidar = self.lookup(map_frame, cloud.header.frame_id, frame.stamp_ns)
         depth_m = depth_from_message(depth[0], image, camera) if depth else None
+        # live: the time budget and the objects' own cadence apply (ObjectMappingPipeline.process)
         update = self.pipeline.process(MappingFrame(camera.rgb, camera.K, T_world_cam, points, T_world_lidar,
-                                                    frame.stamp_ns, depth_m))
+                                                    frame.stamp_ns, depth_m), live=True)
         self._publish(frame, update, camera.frame_id, T_world_cam)
 
     def _publish(self, frame: SyncedFrame, update: MappingUpdate, camera_frame: str, T_world_cam: np.ndarray) -> None:
         s = self.settings
         stamp = frame.msgs[0].header.stamp
+        # after every frame, stamped with it: the newest finished extraction (live frames extract in
+        # the background every objects_period_s); the latched markers change only with the objects
         self.pub_objects.publish(conversions.map_objects_to_msg(update.objects, s.map_frame, stamp))
-        self.pub_markers.publish(conversions.object_markers(update.objects, s.map_frame, stamp))
+        if update.objects_updated:
+            self.pub_markers.publish(conversions.object_markers(update.objects, s.map_frame, stamp))
         now = time.monotonic()
         if now - self._last_gaussians_s >= s.publish_gaussians_period_s:
             self._last_gaussians_s = now

@@ -42,10 +42,13 @@ def _primitive(shape: str, xy: np.ndarray, size: np.ndarray, yaw: float):
 class TabletopWorld(RayCastWorld):
     """A seeded tabletop scene. ``frame(i)`` is deterministic for (seed, i), in any call order."""
 
-    def __init__(self, config: TabletopConfig | None = None, seed: int = 0):
+    def __init__(self, config: TabletopConfig | None = None, seed: int = 0,
+                 catalogue: list[ObjectKind] | None = None):
+        """``catalogue``: the object kinds to draw from (kind ids = list positions); None = the
+        default catalogue GOCL is trained on (``sim/novel.py`` extends it with kinds it never saw)."""
         self.config = config or TabletopConfig()
         self.seed = int(seed)
-        self.catalogue: list[ObjectKind] = default_catalogue()
+        self.catalogue: list[ObjectKind] = default_catalogue() if catalogue is None else list(catalogue)
         allowed = list(self.config.kinds) or [k.kind_id for k in self.catalogue]
         unknown = [k for k in allowed if not 0 <= k < len(self.catalogue)]
         if unknown:

@@ -86,8 +86,49 @@ class ObjectConfig:
                                             "(0 = off).", non_negative)
     footprint_margin: float = setting(0.01, "Ground-level Gaussians of an object widen its footprint by at most "
                                             "this (m) beyond its elevated Gaussians'.", non_negative)
+    # Objects of kinds the codebook does not name (issue 19): GOCL leaves them to the background,
+    # so the identity path never sees them. The geometric path (objects/unknown.py) clusters the
+    # Gaussians no identified object owns and the range returns accumulated over frames
+    # (objects/evidence.py, voxels of unknown_voxel hit >= unknown_min_hits times) that lie more than
+    # unknown_clearance above the support plane and that no identified object explains (inside its
+    # box grown by unknown_margin and near its Gaussians), linked at link_radius; clusters of >=
+    # unknown_min_points points, no wider than unknown_max_size, with >= unknown_min_gaussians
+    # Gaussians in their box and rising min_rise are objects with codebook entry -1. It only adds
+    # objects: identified ones are never split, merged or re-boxed. Needs the support plane
+    # (support_plane, support_snap > 0). Chosen on dev seeds 5, 11 and 13 of the novel-kind world
+    # (docs/gaussian_map.md, "Objects of unknown kind"), never on the test seed 7.
+    # Off by default: on the live demo (tabletop_gocl, 60 s at the node's defaults) it published 70
+    # objects for 5 on the table (precision 0.03 at 3D IoU 0.25; 4 objects, precision 0.75 without
+    # it): a map seen for a minute, at one or two iterations a frame, leaves floaters and table
+    # patches that pass its tests. On maps built to the evaluator's schedule it adds novel objects
+    # at no loss (docs/gaussian_map.md); turn it on where the map gets that time.
+    unknown_objects: bool = setting(False, "Objects no codebook entry names (left to the background) still become "
+                                          "objects, of unknown kind (codebook_entry -1): clusters of Gaussians "
+                                          "and range returns above the support plane that no identified object "
+                                          "explains.")
+    unknown_clearance: float = setting(0.01, "Gaussians and range returns more than this (m) above the support "
+                                              "plane can form unknown-kind objects.", positive)
+    unknown_min_points: int = setting(50, "Smaller clusters of unexplained Gaussians and return voxels are noise, "
+                                          "not unknown-kind objects.", positive)
+    unknown_min_gaussians: int = setting(5, "An unknown-kind object needs at least this many Gaussians of the map "
+                                            "in its box (returns the map does not explain are not objects).",
+                                         positive)
+    unknown_max_size: float = setting(0.3, "Unexplained clusters wider than this (m, footprint diagonal) are "
+                                           "structure (walls, furniture), not unknown-kind objects.", positive)
+    unknown_voxel: float = setting(0.01, "Edge (m) of the voxels in which range returns are accumulated for "
+                                         "unknown-kind objects.", positive)
+    unknown_min_hits: int = 5  # voxels hit fewer times (over all frames) are range noise
+    unknown_max_voxels: int = 200_000  # memory bound of the accumulated returns (fewest-hit voxels dropped)
+    # m: a point is explained by an identified object when inside its box grown by unknown_margin and
+    # within unknown_explain_radius of one of its Gaussians above the clearance (objects/unknown.py)
+    unknown_margin: float = 0.01
+    unknown_explain_radius: float = 0.05
 
     def __post_init__(self):
+        if self.unknown_clearance <= 0 or self.unknown_min_points < 1 or self.unknown_min_gaussians < 1 \
+                or self.unknown_max_size <= 0 or self.unknown_voxel <= 0 or self.unknown_min_hits < 1 \
+                or self.unknown_max_voxels < 1 or self.unknown_margin < 0 or self.unknown_explain_radius <= 0:
+            raise ValueError(f"invalid ObjectConfig {self}")
         if self.support_snap < 0 or self.support_radius <= 0 or self.min_support_gaussians < 1 or self.min_rise < 0 \
                 or self.merge_iou <= 0 or self.support_top_sigma < 0 or self.ground_clearance < 0 \
                 or self.footprint_margin < 0 or self.plane_inlier_distance <= 0 \

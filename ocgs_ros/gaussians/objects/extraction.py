@@ -16,6 +16,7 @@ entry (its confidence, the mean probability of that entry, then shows the disagr
 Boxes stand on the support (:class:`~.support.SupportSurface`): its up axis is the normal of the
 plane fitted to the background (a table, the ground), so the same code serves a tabletop and a
 road; only the scale settings differ (``config/tabletop.yaml``, ``config/outdoor.yaml``).
+Then the geometric path (:mod:`.unknown`) adds the objects no codebook entry names, with entry -1.
 """
 from __future__ import annotations
 
@@ -27,17 +28,24 @@ from scipy.sparse.csgraph import connected_components
 from ocgs_ros.evaluation import Box3D, box_iou_3d
 from ocgs_ros.gaussians.map import GaussianMap, entries_from_logits
 
-from .boxes import axis_std, oriented_box, trimmed_bounds, world_covariance
+from .boxes import aabbs_overlap, axis_std, oriented_box, trimmed_bounds, world_covariance
 from .clustering import connected_labels
 from .config import ObjectConfig
-from .map_object import MapObject
+from .map_object import UNKNOWN_ENTRY, MapObject
 from .support import SupportSurface
+from .unknown import nearest_entry, unknown_clusters
+
+
+# m: Gaussians on a box face (the extremes the box was fitted to) count as inside despite rounding
+_ON_FACE = 1e-6
 
 
 @torch.no_grad()
-def extract_instances(gmap: GaussianMap, config: ObjectConfig | None = None) -> list[MapObject]:
+def extract_instances(gmap: GaussianMap, config: ObjectConfig | None = None,
+                      evidence: np.ndarray | None = None) -> list[MapObject]:
     """Instances of ``gmap`` (ids are provisional, 0-based in extraction order; use
-    :class:`ObjectTracker` for stable ids)."""
+    :class:`ObjectTracker` for stable ids). ``evidence [V, 3]``: accumulated range returns (voxel
+    centres, :class:`~.evidence.PointEvidence`) for the geometric path, besides the map's Gaussians."""
     config = config or ObjectConfig()
     if gmap.num_gaussians == 0:
         return []
@@ -72,21 +80,57 @@ def extract_instances(gmap: GaussianMap, config: ObjectConfig | None = None) -> 
     objects: list[MapObject] = []
     for code, indices in groups:
         indices = support.trim_ground_footprint(means, indices)
-        pts = means[indices]
-        center, size, rotation = oriented_box(pts, support.up, std[indices], config.box_trim)
-        aabb_min, aabb_max = trimmed_bounds(pts, std[indices], config.box_trim)
-        height = support.height_near(pts)
-        if height is not None and support.rise(pts, height) < config.min_rise:
-            continue  # a patch of the support itself whose identity bled from a neighbour
-        if height is not None and support.is_under(pts, height):
-            center, size = support.snap_oriented(center, size, rotation, height)
-            aabb_min, aabb_max = support.snap_aabb(aabb_min, aabb_max, height)
-        objects.append(MapObject(
-            id=len(objects), codebook_entry=code, confidence=float(entry_probs[indices, code].mean()),
-            centroid=pts.mean(axis=0), box_center=center, box_size=size, box_rotation=rotation,
-            aabb_min=aabb_min, aabb_max=aabb_max, num_gaussians=int(len(indices)),
-            mean_color=colors[indices].mean(axis=0).astype(np.float64), gaussian_indices=indices.astype(np.int64)))
+        confidence = float(entry_probs[indices, code].mean())
+        obj = _boxed_object(len(objects), code, confidence, means[indices], std[indices], indices, colors, support,
+                            config, None)
+        if obj is not None:
+            obj.nearest_codebook_entry, obj.nearest_codebook_distance = code, 1.0 - confidence
+            objects.append(obj)
+    identified = list(objects)
+    usable = opaque & finite
+    unowned = usable.copy()
+    for obj in identified:
+        unowned[obj.gaussian_indices] = False
+    evidence = np.zeros((0, 3)) if evidence is None else np.asarray(evidence, dtype=np.float64).reshape(-1, 3)
+    for cluster in unknown_clusters(means, std, usable, evidence, identified, support, config):
+        # the object's own Gaussians are background too: only the surface under the clearance is support
+        below = support.plane_height + config.unknown_clearance
+        obj = _boxed_object(len(objects), UNKNOWN_ENTRY, 0.0, *cluster.box_points(), np.zeros(0, dtype=np.int64),
+                            colors, support, config, below)
+        if obj is None:
+            continue
+        indices = np.flatnonzero(unowned & obj.contains(means, _ON_FACE))
+        if len(indices) < config.unknown_min_gaussians:
+            continue  # returns the map does not explain (something since removed, range noise)
+        unowned[indices] = False  # two unknown-kind boxes never share a Gaussian
+        obj.gaussian_indices, obj.num_gaussians = indices, int(len(indices))
+        obj.confidence = float(probs[indices, 0].mean())
+        obj.mean_color = colors[indices].mean(axis=0).astype(np.float64)
+        obj.nearest_codebook_entry, obj.nearest_codebook_distance = nearest_entry(entry_probs[indices])
+        objects.append(obj)
     return objects
+
+
+def _boxed_object(provisional_id: int, code: int, confidence: float, pts: np.ndarray, half_extents: np.ndarray,
+                  indices: np.ndarray, colors: np.ndarray, support: SupportSurface, config: ObjectConfig,
+                  support_below: float | None) -> MapObject | None:
+    """The object over points ``pts`` (Gaussians ``indices``, their surfaces reaching
+    ``half_extents`` along the map axes), its boxes standing on the support; None for a patch of the
+    support itself (rising less than ``min_rise``)."""
+    center, size, rotation = oriented_box(pts, support.up, half_extents, config.box_trim)
+    aabb_min, aabb_max = trimmed_bounds(pts, half_extents, config.box_trim)
+    height = support.height_near(pts, support_below)
+    if height is not None and support.rise(pts, height) < config.min_rise:
+        return None  # a patch of the support itself whose identity bled from a neighbour
+    if height is not None and support.is_under(pts, height):
+        center, size = support.snap_oriented(center, size, rotation, height)
+        aabb_min, aabb_max = support.snap_aabb(aabb_min, aabb_max, height)
+    mean_color = colors[indices].mean(axis=0).astype(np.float64) if len(indices) else np.zeros(3)
+    return MapObject(
+        id=provisional_id, codebook_entry=code, confidence=confidence,
+        centroid=pts.mean(axis=0), box_center=center, box_size=size, box_rotation=rotation,
+        aabb_min=aabb_min, aabb_max=aabb_max, num_gaussians=int(len(indices)),
+        mean_color=mean_color, gaussian_indices=indices.astype(np.int64))
 
 
 def _merge_overlapping(groups: list[tuple[int, np.ndarray]], means: np.ndarray, std: np.ndarray,
@@ -97,11 +141,12 @@ def _merge_overlapping(groups: list[tuple[int, np.ndarray]], means: np.ndarray, 
     that they are separate objects."""
     if len(groups) < 2:
         return groups
-    boxes = [Box3D.from_aabb(*trimmed_bounds(means[idx], std[idx], config.box_trim)) for _, idx in groups]
+    bounds = [trimmed_bounds(means[idx], std[idx], config.box_trim) for _, idx in groups]
+    boxes = [Box3D.from_aabb(*b) for b in bounds]
     rows, cols = [], []
     for i in range(len(groups)):
         for j in range(i + 1, len(groups)):
-            if groups[i][0] == groups[j][0]:
+            if groups[i][0] == groups[j][0] or not aabbs_overlap(*bounds[i], *bounds[j]):
                 continue
             if box_iou_3d(boxes[i], boxes[j]) >= config.merge_iou:
                 rows.append(i)

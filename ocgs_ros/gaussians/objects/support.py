@@ -85,17 +85,27 @@ class SupportSurface:
         self.aabb_axis = int(alignment.argmax()) if nearly else None
         self.aabb_sign = float(np.sign(self.frame[self.aabb_axis, 2])) if self.aabb_axis is not None else 0.0
 
-    def height_near(self, points: np.ndarray) -> float | None:
+    def height_near(self, points: np.ndarray, below: float | None = None) -> float | None:
         """Median background height within ``support_radius`` of the footprint of ``points``; the
-        support plane's height without enough background around (None: no plane either)."""
+        support plane's height without enough background around (None: no plane either).
+        ``below``: only background surface heights under this count (an unknown-kind object is
+        itself background-decoded: its own Gaussians must not raise its support)."""
         if not self.enabled:
             return None
         local = points @ self.frame
         near = self.tree.query_ball_point(local[:, :2], self.config.support_radius)
         rows = np.unique(np.concatenate([np.asarray(n, dtype=np.int64) for n in near]))
+        if below is not None:
+            rows = rows[self.heights[rows] < below]
         if len(rows) < self.config.min_support_gaussians:
             return self.plane_height
         return float(np.median(self.heights[rows]))
+
+    def elevation(self, points: np.ndarray) -> np.ndarray | None:
+        """Height of ``points [P,3]`` above the support plane's surface (None: no plane estimate)."""
+        if not self.enabled or self.plane_height is None:
+            return None
+        return points @ self.frame[:, 2] - self.plane_height
 
     def _ground_level(self, means: np.ndarray, indices: np.ndarray) -> np.ndarray | None:
         """Which of the Gaussians ``indices`` lie less than ``ground_clearance`` above the support

@@ -3,7 +3,9 @@
 Stable ids (:class:`ObjectTracker`): each update matches the new instances to the previous ones of
 the *same entry* by Hungarian assignment on centroid distance (pairs further than
 ``match_max_distance`` apart and with disjoint boxes are not allowed); matched instances keep their
-id, the rest get fresh ids. Ids are never reused.
+id, the rest get fresh ids. Ids are never reused. An object of unknown kind (entry -1) may match an
+object of any entry, either way: when later views give it an entry, it keeps its id and gains the
+entry (and an identified object the map stops naming keeps its id too).
 """
 from __future__ import annotations
 
@@ -12,12 +14,13 @@ import dataclasses
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from ocgs_ros.evaluation import box_iou_3d
 from ocgs_ros.gaussians.map import GaussianMap
 
+from .boxes import aabbs_overlap
 from .config import ObjectConfig
+from .evidence import PointEvidence
 from .extraction import extract_instances
-from .map_object import MapObject, as_vector
+from .map_object import UNKNOWN_ENTRY, MapObject, as_vector
 
 OBJECTS_FORMAT = "ocgs_ros.objects"
 OBJECTS_FORMAT_VERSION = 1
@@ -28,13 +31,27 @@ class ObjectTracker:
 
     def __init__(self, config: ObjectConfig | None = None):
         self.config = config or ObjectConfig()
+        # range returns of every frame, for the geometric path (not saved: a loaded map starts afresh)
+        self.evidence = PointEvidence(self.config.unknown_voxel, self.config.unknown_max_voxels)
         self.objects: list[MapObject] = []
         self.next_id = 1  # 0 is the background label of rendered instance masks
         self.updates = 0
 
+    def add_evidence(self, points: np.ndarray) -> None:
+        """Accumulate one frame's range returns ``points [N, 3+]`` (map frame) as geometric evidence
+        for objects of unknown kind (:mod:`.unknown`); call it for every frame, whether or not
+        :meth:`update` follows."""
+        if not self.config.unknown_objects:
+            return
+        wanted = (self.config.unknown_voxel, self.config.unknown_max_voxels)
+        if (self.evidence.voxel, self.evidence.max_voxels) != wanted:
+            # the config was replaced (a pipeline loading a saved map applies its own): start afresh
+            self.evidence = PointEvidence(*wanted)
+        self.evidence.add(points)
+
     def update(self, gmap: GaussianMap) -> list[MapObject]:
         """Extract the instances of ``gmap`` and give them ids matched to the previous update."""
-        current = extract_instances(gmap, self.config)
+        current = extract_instances(gmap, self.config, self.evidence.centres(self.config.unknown_min_hits))
         previous = self.objects
         ids: list[int | None] = [None] * len(current)
         if previous and current:
@@ -42,10 +59,12 @@ class ObjectTracker:
             cost = np.full((len(current), len(previous)), big)
             for i, obj in enumerate(current):
                 for j, old in enumerate(previous):
-                    if obj.codebook_entry != old.codebook_entry:
+                    if obj.codebook_entry != old.codebook_entry and UNKNOWN_ENTRY not in (obj.codebook_entry,
+                                                                                          old.codebook_entry):
                         continue
                     distance = float(np.linalg.norm(obj.centroid - old.centroid))
-                    if distance <= self.config.match_max_distance or box_iou_3d(obj.aabb_box(), old.aabb_box()) > 0:
+                    if distance <= self.config.match_max_distance or aabbs_overlap(obj.aabb_min, obj.aabb_max,
+                                                                                   old.aabb_min, old.aabb_max):
                         cost[i, j] = distance
             rows, cols = linear_sum_assignment(cost)
             for i, j in zip(rows, cols):

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
+from .fused import fused_composite, fused_status
 from .sparse_weighted_sum import sparse_weighted_sum
 
 ALPHA_MAX = 0.999  # gsplat: min(0.999f, opac * exp(-sigma))
@@ -104,13 +105,18 @@ def _composite_chunk(gaussian_table: Tensor, features: Tensor, gaussian_ids: Ten
 
 def composite_pairs(means2d: Tensor, conics: Tensor, opacities: Tensor, features: Tensor,
                     gaussian_ids: Tensor, pixel_ids: Tensor, num_pixels: int, width: int, height: int,
-                    max_pairs_per_chunk: int = DEFAULT_MAX_PAIRS_PER_CHUNK) -> tuple[Tensor, Tensor]:
+                    max_pairs_per_chunk: int = DEFAULT_MAX_PAIRS_PER_CHUNK,
+                    fused: bool | None = None) -> tuple[Tensor, Tensor]:
     """Alpha-composite sorted pairs into ``num_pixels`` flat pixels (image-major: pixel id =
     ``image * height * width + y * width + x``).
 
     ``means2d [G,2]``, ``conics [G,3]``, ``opacities [G]``, ``features [G,X]`` are flat per
     (camera, Gaussian) rows; ``gaussian_ids``/``pixel_ids`` int32 or int64 ``[M]`` sorted by pixel, front to
     back within a pixel. Returns ``(features [num_pixels, X], alpha [num_pixels])`` without background.
+
+    ``fused``: None uses the fused C++ compositor (:mod:`.fused`) for CPU tensors when it loads, else
+    this module's vectorised path; True requires the fused one (RuntimeError naming why not); False
+    the vectorised one (``max_pairs_per_chunk`` bounds its memory; the fused one needs none).
     """
     if max_pairs_per_chunk < 1:
         raise ValueError(f"max_pairs_per_chunk must be >= 1, got {max_pairs_per_chunk}")
@@ -119,8 +125,10 @@ def composite_pairs(means2d: Tensor, conics: Tensor, opacities: Tensor, features
     counts = torch.bincount(pixel_ids, minlength=num_pixels)
     row_starts = torch.zeros(num_pixels + 1, dtype=torch.int64, device=pixel_ids.device)
     torch.cumsum(counts, dim=0, out=row_starts[1:])
-    bounds = _chunk_bounds(row_starts, max_pairs_per_chunk)
     gaussian_table = torch.cat([means2d, conics, opacities[:, None]], dim=1).t().contiguous()  # [6, G]
+    if _use_fused(fused, means2d):
+        return fused_composite(gaussian_table, features, gaussian_ids, row_starts, width, height)
+    bounds = _chunk_bounds(row_starts, max_pairs_per_chunk)
     features_and_one = torch.cat([features, features.new_ones(features.shape[0], 1)], dim=1)
     inputs_need_grad = torch.is_grad_enabled() and (gaussian_table.requires_grad or features.requires_grad)
     run_checkpointed = inputs_need_grad and len(bounds) > 2
@@ -133,6 +141,16 @@ def composite_pairs(means2d: Tensor, conics: Tensor, opacities: Tensor, features
                     else _composite_chunk(*args))
     out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=0)
     return out[:, :-1], out[:, -1]
+
+
+def _use_fused(fused: bool | None, tensor: Tensor) -> bool:
+    if fused is False:
+        return False
+    on_cpu = tensor.device.type == "cpu"
+    usable, reason = fused_status() if on_cpu else (False, "tensors are not on the CPU")
+    if fused and not usable:
+        raise RuntimeError(f"fused compositing requested but unavailable: {reason}")
+    return usable
 
 
 def _chunk_bounds(row_starts: Tensor, max_pairs: int) -> list[int]:

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from .compositing import ALPHA_MIN
+from .fused import expand_segments_by_pixel
 
 # ln(255): beyond this sigma no Gaussian with opacity <= 1 reaches alpha 1/255 (3.33 sigmas).
 _MAX_LOG_REACH = math.log(1.0 / ALPHA_MIN)
@@ -35,7 +36,7 @@ _SLACK_PX = 1e-3
 @torch.no_grad()
 def footprint_pairs(means2d: Tensor, conics: Tensor, opacities: Tensor, depths: Tensor, radii: Tensor,
                     num_gaussians: int, width: int, height: int,
-                    max_pairs_per_batch: int = 1 << 20) -> tuple[Tensor, Tensor]:
+                    max_pairs_per_batch: int = 1 << 20, counting_sort: bool = True) -> tuple[Tensor, Tensor]:
     """Candidate pairs of flat (camera, Gaussian) rows: ``means2d [G,2]``, ``conics [G,3]``,
     ``opacities [G]``, ``depths [G]``, ``radii [G,2]`` (gsplat's, 0 = culled) with ``G = C * N``.
 
@@ -68,6 +69,11 @@ def footprint_pairs(means2d: Tensor, conics: Tensor, opacities: Tensor, depths: 
     num_images = means2d.shape[0] // num_gaussians
     largest_index = max(means2d.shape[0], int(ends[-1]), num_images * width * height)
     index_dtype = torch.int32 if largest_index < 2**31 else torch.int64
+    if counting_sort:
+        expanded = expand_segments_by_pixel(segment_gid, offset + (ends - lengths), lengths,
+                                            num_images * width * height, index_dtype)
+        if expanded is not None:
+            return expanded
     offset, segment_gid, lengths_i = offset.to(index_dtype), segment_gid.to(index_dtype), lengths.to(index_dtype)
 
     batch_of = torch.div(ends - 1, max_pairs_per_batch, rounding_mode="floor")

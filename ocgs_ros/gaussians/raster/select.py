@@ -42,7 +42,8 @@ def rasterize(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, c
               viewmats: Tensor, Ks: Tensor, width: int, height: int, near_plane: float = 0.01,
               far_plane: float = 1e10, render_mode: str = "RGB", sh_degree: int | None = None,
               backgrounds: Tensor | None = None, eps2d: float = 0.3, backend: str = "auto",
-              max_pairs_per_chunk: int = DEFAULT_MAX_PAIRS_PER_CHUNK) -> tuple[Tensor, Tensor, dict]:
+              max_pairs_per_chunk: int = DEFAULT_MAX_PAIRS_PER_CHUNK,
+              fused: bool | None = None) -> tuple[Tensor, Tensor, dict]:
     """Rasterise N 3D Gaussians into C cameras with ``gsplat.rasterization``'s semantics.
 
     Args:
@@ -56,7 +57,9 @@ def rasterize(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, c
         backgrounds ``[C,D]``: blended as ``colour + (1 - alpha) * background`` (not for depth).
         backend: "auto" | "gsplat" | "torch" (see :func:`resolve_backend`); the choice is logged
         once per backend at INFO.
-        max_pairs_per_chunk: torch backend only — memory bound of its compositing chunks.
+        max_pairs_per_chunk: torch backend only — memory bound of its vectorised compositing chunks.
+        fused: torch backend only — None: the fused C++ CPU compositor when it loads (else the
+        vectorised one), True: require it, False: the vectorised one (``compositing.composite_pairs``).
 
     Returns:
         ``render_colors [C,H,W,X]`` (X = D, 1 or D+1), ``render_alphas [C,H,W,1]``, ``meta`` (gsplat's
@@ -75,4 +78,4 @@ def rasterize(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, c
                "sh_degree": sh_degree, "backgrounds": backgrounds, "eps2d": eps2d}
     if name == "gsplat":
         return rasterize_gsplat(*args, **options)
-    return rasterize_torch(*args, **options, max_pairs_per_chunk=max_pairs_per_chunk)
+    return rasterize_torch(*args, **options, max_pairs_per_chunk=max_pairs_per_chunk, fused=fused)

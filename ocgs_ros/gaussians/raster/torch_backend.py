@@ -34,11 +34,14 @@ def rasterize_torch(means: Tensor, quats: Tensor, scales: Tensor, opacities: Ten
                     viewmats: Tensor, Ks: Tensor, width: int, height: int, near_plane: float = 0.01,
                     far_plane: float = 1e10, render_mode: str = "RGB", sh_degree: int | None = None,
                     backgrounds: Tensor | None = None, eps2d: float = 0.3,
-                    max_pairs_per_chunk: int = DEFAULT_MAX_PAIRS_PER_CHUNK) -> tuple[Tensor, Tensor, dict]:
+                    max_pairs_per_chunk: int = DEFAULT_MAX_PAIRS_PER_CHUNK,
+                    fused: bool | None = None) -> tuple[Tensor, Tensor, dict]:
     """Render ``C`` cameras with gsplat's semantics; see :func:`ocgs_ros.gaussians.raster.rasterize`.
 
-    ``max_pairs_per_chunk`` bounds how many pixel-Gaussian pairs are composited (and, under autograd,
-    held as intermediates) at once. Returns ``(render_colors [C,H,W,X], render_alphas [C,H,W,1], meta)``.
+    ``max_pairs_per_chunk`` bounds how many pixel-Gaussian pairs the vectorised compositor handles
+    (and, under autograd, holds as intermediates) at once; ``fused`` picks the compositor
+    (:func:`.compositing.composite_pairs`: None = the fused C++ one when it loads).
+    Returns ``(render_colors [C,H,W,X], render_alphas [C,H,W,1], meta)``.
     """
     shapes = check_raster_inputs(means, quats, scales, opacities, colors, viewmats, Ks, width, height, near_plane,
                                  far_plane, render_mode, sh_degree, backgrounds, eps2d)
@@ -53,9 +56,9 @@ def rasterize_torch(means: Tensor, quats: Tensor, scales: Tensor, opacities: Ten
     channels = features.shape[-1]
     flat = (means2d.reshape(-1, 2), conics.reshape(-1, 3), cam_opacities.reshape(-1))
     gaussian_ids, pixel_ids = footprint_pairs(*flat, depths.detach().reshape(-1), radii.reshape(-1, 2), n,
-                                              width, height)
+                                              width, height, counting_sort=fused is not False)
     image, alpha = composite_pairs(*flat, features.reshape(-1, channels), gaussian_ids, pixel_ids,
-                                   num_cams * height * width, width, height, max_pairs_per_chunk)
+                                   num_cams * height * width, width, height, max_pairs_per_chunk, fused)
     image = image.reshape(num_cams, height, width, channels)
     alpha = alpha.reshape(num_cams, height, width, 1)
 

@@ -3,8 +3,9 @@
 
 Map objects are duck-typed: anything with the attributes of ``ocgs_ros.gaussians.objects.MapObject``
 (``id, codebook_entry, confidence, box_center [3], box_size [3], box_rotation [3, 3], num_gaussians,
-mean_color [3]``) converts, so this module does not import the map library (only the shared
-codebook palette, ``ocgs_ros.mapping.palette``).
+mean_color [3]``, optionally ``nearest_codebook_entry, nearest_codebook_distance``) converts, so this
+module does not import the map library (only the shared codebook palette, ``ocgs_ros.mapping.palette``).
+``codebook_entry`` -1 is an object of unknown kind (found by geometry; the nearest entry is a hint).
 """
 from __future__ import annotations
 
@@ -63,6 +64,14 @@ def map_object_to_msg(obj):
     msg.size = Vector3(x=float(size[0]), y=float(size[1]), z=float(size[2]))
     msg.gaussian_count = int(obj.num_gaussians)
     msg.mean_color = ColorRGBA(r=float(color[0]), g=float(color[1]), b=float(color[2]), a=1.0)
+    # without the hint fields (an identified object from elsewhere): its own entry, 1 - confidence
+    msg.nearest_codebook_entry = int(getattr(obj, "nearest_codebook_entry", msg.codebook_entry))
+    distance = float(getattr(obj, "nearest_codebook_distance", 1.0 - msg.confidence if msg.codebook_entry >= 0
+                             else 1.0))
+    if not (math.isfinite(distance) and -1e-6 <= distance <= 1.0 + 1e-6):
+        raise ValueError(f"object {obj.id}: nearest_codebook_distance must be in [0, 1], got {distance}")
+    # float32 as the wire carries it: an in-process message equals the one a subscriber receives
+    msg.nearest_codebook_distance = float(np.float32(min(max(distance, 0.0), 1.0)))
     return msg
 
 
@@ -77,8 +86,9 @@ def map_objects_to_msg(objects: Iterable, frame_id: str, stamp):
 
 @dataclass
 class InstanceBoxes:
-    """``ObjectInstance[]`` as arrays: ids [N], codebook entries [N], confidences [N], centres [N, 3],
-    sizes [N, 3], rotations [N, 3, 3], Gaussian counts [N], mean colours [N, 3]."""
+    """``ObjectInstance[]`` as arrays: ids [N], codebook entries [N] (-1 = unknown kind), confidences
+    [N], centres [N, 3], sizes [N, 3], rotations [N, 3, 3], Gaussian counts [N], mean colours [N, 3],
+    nearest codebook entries [N] and their distances [N]."""
 
     ids: np.ndarray
     codebook_entries: np.ndarray
@@ -88,6 +98,8 @@ class InstanceBoxes:
     rotations: np.ndarray
     gaussian_counts: np.ndarray
     mean_colors: np.ndarray
+    nearest_entries: np.ndarray
+    nearest_distances: np.ndarray
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -106,6 +118,8 @@ def instances_to_boxes(instances: Sequence) -> InstanceBoxes:
         gaussian_counts=np.array([o.gaussian_count for o in instances], dtype=np.int64),
         mean_colors=np.array([[o.mean_color.r, o.mean_color.g, o.mean_color.b] for o in instances],
                              dtype=np.float64).reshape(-1, 3),
+        nearest_entries=np.array([o.nearest_codebook_entry for o in instances], dtype=np.int64),
+        nearest_distances=np.array([o.nearest_codebook_distance for o in instances], dtype=np.float64),
     )
 
 
@@ -116,7 +130,8 @@ def object_markers(objects: Sequence, frame_id: str, stamp, alpha: float = 0.35)
     boxes = instances_to_boxes(msgs)
     quats = np.array([[m.pose.orientation.x, m.pose.orientation.y, m.pose.orientation.z, m.pose.orientation.w]
                       for m in msgs]).reshape(-1, 4)
-    labels = [f"#{m.id} c{m.codebook_entry} {m.confidence:.2f}" for m in msgs]
+    labels = [f"#{m.id} c{m.codebook_entry} {m.confidence:.2f}" if m.codebook_entry >= 0
+              else f"#{m.id} unknown (~c{m.nearest_codebook_entry} {m.nearest_codebook_distance:.2f})" for m in msgs]
     colors = np.array([codebook_color(m.codebook_entry) for m in msgs]).reshape(-1, 3)
     text_height = float(np.clip(np.median(boxes.sizes[:, 2]) if len(msgs) else 0.05, 0.02, 0.5))
     return boxes_to_marker_array(boxes.centers, boxes.sizes, quats, labels, colors, frame_id, stamp,
