@@ -34,5 +34,5 @@ bash scripts/build_interfaces.sh
 python -m pip install "${pip_args[@]}" --no-deps --no-build-isolation -e .
 # the rasteriser's C++ compositing, built once here rather than in a node's first frame (cached;
 # if it cannot be built the vectorised torch path is used and this says why)
-python -c "from ocgs_ros.gaussians.raster import fused_status; print('setup_env: fused compositing:', fused_status()[1])"
+python -c "from ocgs_ros.gaussians.raster.fused import build; print('setup_env: fused compositing built:', build())" || echo "setup_env: fused compositing not built; the vectorised torch path is used"
 echo "setup_env: ready (activate with: . scripts/ros_env.sh)"

@@ -398,3 +398,19 @@ def test_gsplat_intrinsics_put_a_projected_point_on_the_projects_pixel():
     # with the unshifted K the point sits on the corner of pixels (8..9, 16..17): all well below 0.9
     _, alpha_raw, _ = rasterize(mean, *args, K, W, H, backend="torch")
     assert float(alpha_raw[0, 8:10, 16:18].max()) < 0.6
+
+
+def test_a_process_never_compiles_or_waits_for_a_build_lock(tmp_path, monkeypatch):
+    """Run time only loads a module built at set-up: without one, or with a (killed) build's lock
+    beside it, the torch path is used at once, with the reason."""
+    from ocgs_ros.gaussians.raster import fused
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    module, reason = fused._load_built()
+    assert module is None and "not built" in reason
+    folder = tmp_path / fused._module_name()
+    folder.mkdir()
+    (folder / f"{fused._module_name()}.so").write_bytes(b"")
+    (folder / "lock").touch()
+    module, reason = fused._load_built()
+    assert module is None and "lock" in reason

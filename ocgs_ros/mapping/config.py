@@ -75,8 +75,12 @@ class MappingConfig:
     # cost grows with the map and the objects, and its result changes slowly; a frame's update
     # carries the newest finished extraction. The gap is also at least the last extraction's
     # duration, so extraction never takes more than half of the time. Offline callers extract
-    # after every frame (docs/mapping_speed.md).
-    objects_period_s: float = setting(0.5, "Live frames: extract the objects in the background when this long (s) "
+    # after every frame (docs/mapping_speed.md). Off (0) by default: the extraction is mostly
+    # Python under the GIL, and with it running in the background the executor's callbacks starved
+    # at shutdown (test_shutdown's second-SIGINT case failed 4 times out of 4: a callback still in
+    # flight when the nodes were destroyed); until extraction releases the GIL (or runs in its own
+    # process), it stays in the frame.
+    objects_period_s: float = setting(0.0, "Live frames: extract the objects in the background when this long (s) "
                                            "has passed since the last extraction ended (and at least its duration); "
                                            "each update carries the newest objects. 0 = after every frame, within "
                                            "it (as offline).", non_negative)

@@ -3,16 +3,24 @@
 the expansion of footprint segments into pairs sorted by pixel (a counting sort) that
 :mod:`.footprints` uses when it is there.
 
-The C++ source is compiled once per machine with the toolchain the package already needs (g++ and
-ninja, see README) through ``torch.utils.cpp_extension`` — nothing is downloaded — and cached
-under torch's extension directory (``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``);
-a changed source is rebuilt. When it cannot be built or loaded, :func:`fused_status` says why (logged
-once) and :func:`.compositing.composite_pairs` keeps using the vectorised torch path.
+Built once per machine, at set-up (``scripts/setup_env.sh`` calls :func:`build`), with the toolchain the package already needs (g++ and ninja)
+through ``torch.utils.cpp_extension``: nothing is downloaded. The build folder under torch's
+extension directory (``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``) is named by a
+hash of the source, so two checkouts or versions never rebuild each other's module.
+
+A process that maps never compiles: it loads the built module if it is there and otherwise uses the
+vectorised torch path (:func:`fused_status` says why, logged once). Compiling in a node would stall
+its first frame for a minute, and torch's build lock, left behind by a process killed mid-build,
+would make every later process wait on it for ever.
 """
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import logging
+import os
 import threading
+import time
 from pathlib import Path
 
 import torch
@@ -20,10 +28,50 @@ from torch import Tensor
 from torch.utils import cpp_extension
 
 _SOURCE = Path(__file__).with_name("csrc") / "fused_composite.cpp"
-_EXTENSION_NAME = "ocgs_fused_composite"
+_EXTRA_CFLAGS = ["-O3", "-fopenmp-simd"]
+#: a build lock older than this is a killed build's, not a running one's (a build takes ~1.5 min)
+_STALE_LOCK_S = 600.0
 _log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _state: dict = {}
+
+
+def _module_name() -> str:
+    """Named by the source's hash: a changed source is another module in another folder."""
+    digest = hashlib.sha1(_SOURCE.read_bytes() + " ".join(_EXTRA_CFLAGS).encode()).hexdigest()[:12]
+    return f"ocgs_fused_composite_{digest}"
+
+
+def _build_directory(name: str) -> Path:
+    return Path(os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root()) / name
+
+
+def build() -> Path:
+    """Compile the extension (set-up time; idempotent: ninja rebuilds nothing when it is current)
+    and return the built module's path. A build lock older than ``_STALE_LOCK_S`` is removed first."""
+    name = _module_name()
+    folder = _build_directory(name)
+    folder.mkdir(parents=True, exist_ok=True)
+    stale = folder / "lock"
+    if stale.exists() and time.time() - stale.stat().st_mtime > _STALE_LOCK_S:
+        stale.unlink(missing_ok=True)
+    cpp_extension.load(name, [str(_SOURCE)], extra_cflags=_EXTRA_CFLAGS, build_directory=str(folder), verbose=False)
+    return folder / f"{name}.so"
+
+
+def _load_built():
+    """The built module, or None with the reason."""
+    name = _module_name()
+    folder = _build_directory(name)
+    library = folder / f"{name}.so"
+    if not library.is_file():
+        return None, f"not built (run scripts/setup_env.sh, or python -c 'import {__name__} as f; f.build()')"
+    if (folder / "lock").exists():
+        return None, f"a build is in progress or was killed ({folder / 'lock'})"
+    spec = importlib.util.spec_from_file_location(name, library)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module, "compiled C++ extension loaded"
 
 
 def _extension():
@@ -31,12 +79,12 @@ def _extension():
     with _lock:
         if "module" not in _state:
             try:
-                _state["module"] = cpp_extension.load(_EXTENSION_NAME, [str(_SOURCE)],
-                                                      extra_cflags=["-O3", "-fopenmp-simd"], verbose=False)
-                _state["reason"] = "compiled C++ extension loaded"
-            except Exception as exc:  # noqa: BLE001 - any build/load failure means: use the torch path
+                _state["module"], _state["reason"] = _load_built()
+            except Exception as exc:  # noqa: BLE001 - any load failure means: use the torch path
                 _state["module"] = None
-                _state["reason"] = f"C++ extension unavailable ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+                _state["reason"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            if _state["module"] is None:
+                _state["reason"] = f"C++ extension unavailable: {_state['reason']}"
                 _log.warning("fused CPU compositing off, vectorised torch path used: %s", _state["reason"])
         return _state["module"]
 
