@@ -27,12 +27,13 @@ from typing import Any
 import rclpy
 from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
 from rclpy.exceptions import NameValidationException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 from rclpy.validate_namespace import validate_namespace
 
 from ocgs_ros.atomic_io import atomic_write_json
+from ocgs_ros.ros.executors import OrderlyMultiThreadedExecutor
 from ocgs_ros.ros.node_main import (SHUTDOWN_GRACE_S, START_UP_ERRORS, RCLError, ShutdownRequest, destroy_nodes,
                                     exit_process, fail_start, node_workers, shutdown_context_after_failed_start,
                                     stop_workers)
@@ -369,7 +370,7 @@ def run(argv: list[str] | None = None, before_shutdown=None, shutdown: ShutdownR
 
 def _run_nodes(plans, arguments, config, output, duration, before_shutdown, shutdown) -> dict[str, Any]:
     log = rclpy.logging.get_logger("bringup")
-    executor = MultiThreadedExecutor()
+    executor = OrderlyMultiThreadedExecutor()  # its shutdown joins the running callbacks first
     nodes = []
     try:
         # Consumers first, sources last: a bag player starts publishing from its constructor, once
