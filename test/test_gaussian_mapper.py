@@ -195,3 +195,31 @@ def test_a_passed_deadline_leaves_one_iteration_and_none_the_configured_count():
     first, second = _small_world_frames(2)
     assert mapper.integrate(*first)["iterations"] == 3  # no deadline: exactly iterations_per_frame
     assert mapper.integrate(*second, deadline_s=0.0)["iterations"] == 1  # long past: the minimum
+
+
+def test_a_new_gaussian_decodes_as_its_pixel_class_from_its_first_frame():
+    # What a live map (one or two iterations a frame) relies on: before any optimisation, the
+    # Gaussians grown from a frame decode as that frame's per-pixel classes, background included.
+    torch.manual_seed(0)
+    world = TabletopWorld(TabletopConfig.from_dict({"camera": {"width": 64, "height": 48},
+                                                    "lidar": {"beams": 32, "azimuth_steps": 512}}), seed=3)
+    mapper = OnlineMapper(GaussianMapConfig(num_codebook_entries=M), MapperConfig(iterations_per_frame=1))
+    f = world.frame(0)
+    T = f.T_world_base @ f.T_base_lidar
+    points = f.lidar.points.astype(np.float64) @ T[:3, :3].T + T[:3, 3]
+    with torch.no_grad():  # the class each new Gaussian was grown for: its pixel's, from the points' projection
+        classes = torch.arange(M + 1)
+        logits = mapper.map.identity_head(mapper.map.identity_features_for(classes, margin=3.0))
+    lead = logits.gather(1, classes[:, None])[:, 0] - logits.masked_fill(torch.eye(M + 1, dtype=torch.bool),
+                                                                         -1e9).amax(dim=1)
+    assert (lead >= 3.0 - 1e-4).all(), lead
+    mapper.integrate(f.camera.rgb, f.camera.K, f.camera.T_world_cam, points, codebook_logits_from_kinds(f.camera.kind))
+    view = torch.as_tensor(np.linalg.inv(f.camera.T_world_cam), dtype=torch.float32)
+    with torch.no_grad():
+        _, _, rendered, alpha = mapper.render(view, torch.as_tensor(f.camera.K, dtype=torch.float32), 64, 48)
+    predicted = rendered.argmax(-1).numpy() - 1
+    covered = alpha[..., 0].numpy() > 0.5
+    # the table is background at once (the head's unit rows: 0.90 here, and none of a live demo's table)
+    assert (predicted[covered & (f.camera.kind < 0)] == -1).mean() > 0.95
+    on_objects = covered & (f.camera.kind >= 0)
+    assert (predicted[on_objects] == f.camera.kind[on_objects]).mean() > 0.7  # unit rows: 0.59

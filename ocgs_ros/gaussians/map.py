@@ -121,6 +121,26 @@ class GaussianMap(nn.Module):
         """Per-Gaussian logits ``[N, M+1]`` (channel 0 = background)."""
         return self.identity_head(self.params["identity"])
 
+    @torch.no_grad()
+    def identity_features_for(self, classes: torch.Tensor, margin: float) -> torch.Tensor:
+        """Identity features ``[K, F]`` whose logits under the current head put each of ``classes``
+        ``[K]`` (0 = background, 1 + entry) at least ``margin`` above every other class: the head's
+        row of the class, scaled. The unscaled unit row gives the class a margin of a few tenths at
+        the head's initial weights, less than the spread of its biases, so a new Gaussian decoded as
+        whichever class has the largest bias (one entry for the whole table) until enough iterations
+        had taught it otherwise; a live map gets one or two per frame."""
+        weight, bias = self.identity_head.weight, self.identity_head.bias  # [C, F], [C]
+        norm = weight.norm(dim=1).clamp_min(1e-6)
+        unit = weight / norm[:, None]
+        # logit_j(alpha * unit_c) = alpha * (w_j . unit_c) + b_j; class c's lead over j grows at the rate
+        # |w_c| - w_j . unit_c and starts at b_c - b_j: the scale that gives every j the margin
+        rate = norm[:, None] - unit @ weight.T  # [C, C]: rate[c, j]
+        start = bias[:, None] - bias[None, :]
+        needed = torch.where(rate > 1e-6, (margin - start) / rate.clamp_min(1e-6), torch.zeros_like(rate))
+        needed.fill_diagonal_(0.0)
+        scale = needed.amax(dim=1).clamp_min(1.0)  # never below the unit row
+        return unit[classes] * scale[classes, None]
+
     def decode_identity(self, rendered_features: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
         """Rendered identity features ``[..., F]`` + alpha ``[..., 1]`` → pixel logits ``[..., M+1]``,
         equal to compositing per-Gaussian logits (see module docstring)."""

@@ -68,6 +68,12 @@ class MapperConfig:
     grow_depth_tolerance: float = 0.02
     grow_depth_tolerance_rel: float = 0.05
     grow_max_points: int = setting(2000, "New Gaussians per frame at most.", positive)
+    # logits: a new Gaussian starts with its pixel's GOCL class this far above every other class
+    # (probability >= ~0.4 against 32 entries at the minimum margin everywhere). Before, it started
+    # a few tenths ahead, under the head's bias spread: the table decoded as one object entry until
+    # ~20 frames of 4 iterations had taught it background, and a live map (1-2 iterations a frame)
+    # published tens of table patches as objects (docs/mapping_speed.md).
+    grow_identity_margin: float = 3.0
     prune_opacity: float = 0.005
     # gsplat-style densify/prune (see densify.DensifyConfig), in optimisation iterations
     densify: bool = True
@@ -275,10 +281,9 @@ class OnlineMapper:
         colors = image[vv, uu].numpy()
         identity = None
         if target is not None:
-            # start each new Gaussian at its pixel's class: the head's row for that class, so the
+            # start each new Gaussian decoded as its pixel's class (by grow_identity_margin), so the
             # identity loss refines rather than discovers it
-            rows = self.map.identity_head.weight.detach()[target[vv, uu]]
-            identity = rows / rows.norm(dim=1, keepdim=True).clamp_min(1e-6)
+            identity = self.map.identity_features_for(target[vv, uu], self.config.grow_identity_margin)
         added = len(self.map.add_gaussians(points_world[idx], colors, identity=identity))
         self.densifier.added(added)
         return added
