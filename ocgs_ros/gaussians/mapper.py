@@ -68,6 +68,10 @@ class MapperConfig:
     grow_depth_tolerance: float = 0.02
     grow_depth_tolerance_rel: float = 0.05
     grow_max_points: int = setting(2000, "New Gaussians per frame at most.", positive)
+    # The growth test (is the render transparent, or behind the LiDAR point, at the point's pixel?)
+    # renders at this fraction of the view: a LiDAR sweep samples a view far more sparsely than its
+    # pixels, and at 128x128 the full-size depth render was a fifth of a live frame (docs/mapping_speed.md).
+    grow_render_scale: float = 0.5
     # logits: a new Gaussian starts with its pixel's GOCL class this far above every other class
     # (probability >= ~0.4 against 32 entries at the minimum margin everywhere). Before, it started
     # a few tenths ahead, under the head's bias spread: the table decoded as one object entry until
@@ -94,6 +98,8 @@ class MapperConfig:
     def __post_init__(self):
         if self.max_keyframes < self.window + 1:
             raise ValueError(f"MapperConfig.max_keyframes must exceed window ({self.window}), got {self.max_keyframes}")
+        if not 0 < self.grow_render_scale <= 1:
+            raise ValueError(f"MapperConfig.grow_render_scale must be in (0, 1], got {self.grow_render_scale}")
         if self.identity_targets not in ("hard", "soft"):
             raise ValueError(f"MapperConfig.identity_targets must be 'hard' or 'soft', got {self.identity_targets!r}")
 
@@ -264,8 +270,13 @@ class OnlineMapper:
             return 0
         with torch.no_grad():
             if self.map.num_gaussians:
-                depth, alpha = self.render_depth(viewmat, K, image.shape[1], image.shape[0])
-                vv, uu = v[idx].astype(int), u[idx].astype(int)
+                scale = self.config.grow_render_scale
+                width, height = max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))
+                K_grow = K.clone()
+                K_grow[:2] *= torch.tensor([[width / image.shape[1]], [height / image.shape[0]]], dtype=K.dtype)
+                depth, alpha = self.render_depth(viewmat, K_grow, width, height)
+                vv = np.minimum((v[idx] * (height / image.shape[0])).astype(int), height - 1)
+                uu = np.minimum((u[idx] * (width / image.shape[1])).astype(int), width - 1)
                 transparent = alpha[vv, uu, 0].numpy() < self.config.grow_alpha_threshold
                 vm = viewmat.double().numpy()
                 point_depth = points_world[idx] @ vm[2, :3] + vm[2, 3]
