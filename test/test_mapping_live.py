@@ -3,6 +3,8 @@ depend only on the frames and the seed when the time budget is off, and objects 
 the current map wherever Gaussian indices matter (saved maps, instance renders)."""
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -68,3 +70,21 @@ def test_a_failed_background_extraction_is_raised_not_lost(world_frames, tmp_pat
     pipeline.process(frames[0], live=True)  # starts the extraction, which fails
     with pytest.raises(RuntimeError, match="object extraction failed: broken tracker"):
         pipeline.save(tmp_path / "map")  # waits for it: its failure surfaces here, not lost in the thread
+
+
+def test_close_waits_for_a_running_background_extraction_within_its_bound(world_frames):
+    world, frames = world_frames
+    pipeline = ObjectMappingPipeline(from_flat(MappingConfig, {**LIVE, "gocl.checkpoint": "none"}))
+    release = threading.Event()
+    update = pipeline.tracker.update
+
+    def held_update(gmap):
+        release.wait(10.0)  # an extraction still running when the node goes down
+        return update(gmap)
+
+    pipeline.tracker.update = held_update
+    assert pipeline.close(timeout_s=0.0)  # nothing running yet
+    pipeline.process(frames[0], live=True)  # starts the first extraction beside the mapper
+    assert not pipeline.close(timeout_s=0.05)  # bounded: reports it is still running
+    release.set()
+    assert pipeline.close(timeout_s=10.0)

@@ -394,6 +394,15 @@ class ObjectMappingPipeline:
         with self._process_lock, self._map_lock:
             self._new_state()
 
+    def close(self, timeout_s: float) -> bool:
+        """Wait at most ``timeout_s`` for a live background extraction to end (returns whether none
+        is left running). A process that exits with one still inside torch or scipy can abort in
+        interpreter finalisation; the node calls this as it is destroyed."""
+        background = self._background
+        if background is not None:
+            background.join(timeout_s)
+        return background is None or not background.is_alive()
+
     def stats(self) -> dict:
         with self._map_lock:
             mapper = self._mapper

@@ -35,7 +35,7 @@ from ocgs_ros.mapping.config import MappingConfig
 from ocgs_ros.mapping.frames import transform_points
 from ocgs_ros.mapping.pipeline import MappingFrame, MappingUpdate, ObjectMappingPipeline
 from ocgs_ros.ros import conversions, qos
-from ocgs_ros.ros.node_main import run_node
+from ocgs_ros.ros.node_main import SHUTDOWN_GRACE_S, run_node
 from ocgs_ros.ros.node_settings import MappingNodeSettings
 from ocgs_ros.ros.perception_node import PerceptionNode, SensorInput, SyncedFrame
 from ocgs_ros.ros.sensor_frames import FrameError, camera_from_messages, cloud_points, depth_from_message
@@ -180,6 +180,12 @@ class ObjectMappingNode(PerceptionNode):
         response.success, response.message = True, "map cleared"
         self.get_logger().info("map reset")
         return response
+
+    def destroy_node(self):
+        result = super().destroy_node()  # the worker first: no frame starts another extraction
+        if not self.pipeline.close(timeout_s=SHUTDOWN_GRACE_S):
+            self.get_logger().warning("object extraction still running at shutdown; abandoned")
+        return result
 
     def stats(self) -> dict:
         pipeline = self.pipeline.stats()
