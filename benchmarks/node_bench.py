@@ -42,10 +42,12 @@ import numpy as np  # noqa: E402
 
 #: the node's configurations, as overrides of the package YAML (dotted pipeline settings). The
 #: baseline is the code path before issue 16, reachable by settings: vectorised compositing, exactly
-#: iterations_per_frame, objects extracted after every frame.
+#: iterations_per_frame, objects extracted after every frame, new Gaussians' identity at the head's
+#: unit row, growth tested on a full-size render.
 CONFIGURATIONS = {
     "baseline": {"view.process_width": 64, "view.process_height": 64, "mapper.iterations_per_frame": 4,
-                 "mapper.fused_compositing": False, "mapper.frame_budget_ms": 0.0, "objects_period_s": 0.0},
+                 "mapper.fused_compositing": False, "mapper.frame_budget_ms": 0.0, "objects_period_s": 0.0,
+                 "mapper.grow_identity_margin": 0.0, "mapper.grow_render_scale": 1.0},
     "default": {},
 }
 #: the one-process bring-up's camera is the GOCL world's square one: the default view is its own 128x128

@@ -147,8 +147,13 @@ def test_point_evidence_counts_hits_per_voxel_within_its_memory_bound():
 def test_an_unknown_object_keeps_its_id_when_it_gains_an_entry():
     gmap = _known_and_novel_map()
     tracker = ObjectTracker(CONFIG)
+    # an unknown-kind cluster becomes an object once a second update extracts it too
+    # (unknown_confirm_updates), with the id it was given at first sight
+    assert [o.codebook_entry for o in tracker.update(gmap)] == [2]
     first = {o.codebook_entry: o.id for o in tracker.update(gmap)}
-    assert set(first) == {2, UNKNOWN_ENTRY}
+    assert set(first) == {2, UNKNOWN_ENTRY} and first[UNKNOWN_ENTRY] == first[2] + 1
+    at_once = ObjectTracker(dataclasses.replace(CONFIG, unknown_confirm_updates=1))
+    assert {o.codebook_entry for o in at_once.update(gmap)} == {2, UNKNOWN_ENTRY}
     assert {o.codebook_entry: o.id for o in tracker.update(gmap)} == first  # stable while nothing changes
     # later views name it: its Gaussians now decode as entry 4
     with torch.no_grad():
@@ -170,6 +175,6 @@ def test_objects_json_without_the_hint_fields_still_loads():
 
 def test_bad_unknown_settings_are_refused():
     for bad in ({"unknown_clearance": 0.0}, {"unknown_min_points": 0}, {"unknown_max_size": -1.0},
-                {"unknown_voxel": 0.0}, {"unknown_min_gaussians": 0}):
+                {"unknown_voxel": 0.0}, {"unknown_min_gaussians": 0}, {"unknown_confirm_updates": 0}):
         with pytest.raises(ValueError):
             ObjectConfig(**bad)

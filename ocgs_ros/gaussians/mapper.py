@@ -71,13 +71,16 @@ class MapperConfig:
     # The growth test (is the render transparent, or behind the LiDAR point, at the point's pixel?)
     # renders at this fraction of the view: a LiDAR sweep samples a view far more sparsely than its
     # pixels, and at 128x128 the full-size depth render was a fifth of a live frame (docs/mapping_speed.md).
-    grow_render_scale: float = 0.5
+    grow_render_scale: float = setting(0.5, "Growth tests the LiDAR points against a render at this fraction of "
+                                            "the view size (1 = full size, as before issue 16).", positive)
     # logits: a new Gaussian starts with its pixel's GOCL class this far above every other class
     # (probability >= ~0.4 against 32 entries at the minimum margin everywhere). Before, it started
     # a few tenths ahead, under the head's bias spread: the table decoded as one object entry until
     # ~20 frames of 4 iterations had taught it background, and a live map (1-2 iterations a frame)
     # published tens of table patches as objects (docs/mapping_speed.md).
-    grow_identity_margin: float = 3.0
+    grow_identity_margin: float = setting(3.0, "New Gaussians start with their pixel's GOCL class this many logits "
+                                               "above every other class (0: the identity head's unit row, as "
+                                               "before issue 16).", non_negative)
     prune_opacity: float = 0.005
     # gsplat-style densify/prune (see densify.DensifyConfig), in optimisation iterations
     densify: bool = True

@@ -183,7 +183,8 @@ class ObjectMappingNode(PerceptionNode):
 
     def destroy_node(self):
         result = super().destroy_node()  # the worker first: no frame starts another extraction
-        if not self.pipeline.close(timeout_s=SHUTDOWN_GRACE_S):
+        pipeline = getattr(self, "pipeline", None)  # None: the constructor failed before making it
+        if pipeline is not None and not pipeline.close(timeout_s=SHUTDOWN_GRACE_S):
             self.get_logger().warning("object extraction still running at shutdown; abandoned")
         return result
 
