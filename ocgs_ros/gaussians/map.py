@@ -125,7 +125,7 @@ class GaussianMap(nn.Module):
     def identity_features_for(self, classes: torch.Tensor, margin: float) -> torch.Tensor:
         """Identity features ``[K, F]`` whose logits under the current head put each of ``classes``
         ``[K]`` (0 = background, 1 + entry) at least ``margin`` above every other class: the head's
-        row of the class, scaled. The unscaled unit row gives the class a margin of a few tenths at
+        row of the class, scaled (``margin`` 0: the unit row). The unscaled unit row gives the class a margin of a few tenths at
         the head's initial weights, less than the spread of its biases, so a new Gaussian decoded as
         whichever class has the largest bias (one entry for the whole table) until enough iterations
         had taught it otherwise; a live map gets one or two per frame."""
@@ -138,7 +138,7 @@ class GaussianMap(nn.Module):
         start = bias[:, None] - bias[None, :]
         needed = torch.where(rate > 1e-6, (margin - start) / rate.clamp_min(1e-6), torch.zeros_like(rate))
         needed.fill_diagonal_(0.0)
-        scale = needed.amax(dim=1).clamp_min(1.0)  # never below the unit row
+        scale = needed.amax(dim=1).clamp_min(1.0) if margin > 0 else torch.ones(len(weight))  # never below the unit row
         return unit[classes] * scale[classes, None]
 
     def decode_identity(self, rendered_features: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:

@@ -73,14 +73,17 @@ class MapperConfig:
     # pixels, and at 128x128 the full-size depth render was a fifth of a live frame (docs/mapping_speed.md).
     grow_render_scale: float = setting(0.5, "Growth tests the LiDAR points against a render at this fraction of "
                                             "the view size (1 = full size, as before issue 16).", positive)
-    # logits: a new Gaussian starts with its pixel's GOCL class this far above every other class
-    # (probability >= ~0.4 against 32 entries at the minimum margin everywhere). Before, it started
-    # a few tenths ahead, under the head's bias spread: the table decoded as one object entry until
-    # ~20 frames of 4 iterations had taught it background, and a live map (1-2 iterations a frame)
-    # published tens of table patches as objects (docs/mapping_speed.md).
-    grow_identity_margin: float = setting(3.0, "New Gaussians start with their pixel's GOCL class this many logits "
-                                               "above every other class (0: the identity head's unit row, as "
-                                               "before issue 16).", non_negative)
+    # logits: a new Gaussian grown from a background pixel starts with background this far above
+    # every object entry, so it decodes as background under the two-level rule (P >= 1/2 against all
+    # M entries together) from its first frame. The head's unit row gave a lead of a few tenths,
+    # under the spread of the head's biases: a live map at one or two iterations a frame decoded its
+    # whole table as object entries and published tens of table patches as objects. Object pixels
+    # keep the unit row: their soft start lets later views' GOCL labels reach a consensus (the
+    # same margin for them, or a head of larger norm, halved the map's identity mIoU on dev scenes).
+    # 0: the unit row for every class, as before issue 16.
+    grow_background_margin: float = setting(3.0, "New Gaussians from background pixels start with background this "
+                                                 "many logits above every object entry (0: the identity head's "
+                                                 "unit row, as before issue 16).", non_negative)
     prune_opacity: float = 0.005
     # gsplat-style densify/prune (see densify.DensifyConfig), in optimisation iterations
     densify: bool = True
@@ -295,9 +298,14 @@ class OnlineMapper:
         colors = image[vv, uu].numpy()
         identity = None
         if target is not None:
-            # start each new Gaussian decoded as its pixel's class (by grow_identity_margin), so the
-            # identity loss refines rather than discovers it
-            identity = self.map.identity_features_for(target[vv, uu], self.config.grow_identity_margin)
+            # start each new Gaussian at its pixel's class: the head's (unit) row for that class, so
+            # the identity loss refines rather than discovers it; background ones decoded as
+            # background at once (grow_background_margin)
+            classes = target[vv, uu]
+            identity = self.map.identity_features_for(classes, 0.0)
+            background = classes == 0
+            identity[background] = self.map.identity_features_for(classes[background],
+                                                                  self.config.grow_background_margin)
         added = len(self.map.add_gaussians(points_world[idx], colors, identity=identity))
         self.densifier.added(added)
         return added

@@ -101,7 +101,7 @@ class ObjectConfig:
     # precision 1.0 at 3D IoU 0.25), and on sim_publisher's default tabletop, whose objects look
     # small to GOCL, it is what finds them (7 of 11 in 30 frames; the identity path finds none).
     # (The 26-70 table patches once blamed on it were identified objects of new Gaussians whose
-    # identity started at one object entry: mapper.grow_identity_margin.)
+    # identity started at one object entry: mapper.grow_background_margin.)
     unknown_objects: bool = setting(True, "Objects no codebook entry names (left to the background) still become "
                                           "objects, of unknown kind (codebook_entry -1): clusters of Gaussians "
                                           "and range returns above the support plane that no identified object "
