@@ -98,7 +98,8 @@ def instrument(timer: StageTimer) -> None:
     timer.wrap(DensifyController, "before_backward", "densify (statistics, refinement)")
     timer.wrap(DensifyController, "after_backward", "densify (statistics, refinement)")
     timer.wrap(M, "_prune", "prune (transparent, non-finite)")
-    timer.wrap(ObjectTracker, "update", "object extraction (live: in a background thread)")
+    timer.wrap(ObjectTracker, "update",
+               "object extraction (live: in the frame; in a background thread with objects_period_s > 0)")
 
 
 def identity_stage(timer: StageTimer, pipeline) -> None:

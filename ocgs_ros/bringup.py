@@ -506,7 +506,7 @@ def main(argv: list[str] | None = None) -> None:
     except START_UP_ERRORS as exc:
         fail_start("bringup", str(exc))
     print(f"bringup: done in {summary['wall_s']} s; outputs in {summary['output']}", flush=True)
-    exit_process(0, summary["workers_stopped"])
+    exit_process(0)
 
 
 if __name__ == "__main__":
