@@ -56,7 +56,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from ocgs_ros.atomic_io import atomic_save_figure, atomic_write_json
+from ocgs_ros.atomic_io import atomic_write_json
 from ocgs_ros.evaluation.boxes import match_boxes
 from ocgs_ros.gaussians.eval_metrics import IdentityVotes, matched_instance_iou, psnr
 from ocgs_ros.gaussians.losses import ssim
@@ -66,6 +66,7 @@ from ocgs_ros.mapping.config import MappingConfig
 from ocgs_ros.mapping.eval_scenes import (EvalConfig, build_scene_map, frame_indices, gt_box,
                                           held_out_view, make_world_config, mapping_frame, object_box)
 from ocgs_ros.mapping.evaluate_novel import DEFAULT_NOVEL_OUT, evaluate_novel, save_novel_figure, summary_lines
+from ocgs_ros.mapping.figures import colour_labels, save_panels
 from ocgs_ros.mapping.identity import GoclIdentity, SlotIndexIdentity, load_segmenter
 from ocgs_ros.mapping.pipeline import MappingFrame, ObjectMappingPipeline, view_image
 from ocgs_ros.ocl.segment import PIXEL_PROB_FLOOR
@@ -263,29 +264,11 @@ def _box_description(config: ObjectConfig) -> str:
 
 
 def save_figure(path: Path, figure: dict) -> None:
-    import matplotlib
-    matplotlib.use("Agg")  # before pyplot, and only when a figure is drawn: importing stays side-effect free
-    import matplotlib.pyplot as plt
-
-    def colour_labels(labels, background):
-        rng = np.random.default_rng(1)
-        palette = rng.uniform(0.15, 1.0, size=(int(max(labels.max(), 0)) + 2, 3))
-        out = palette[np.clip(labels, 0, None)]
-        out[labels == background] = 0.0
-        return out
-
     panels = [("camera (held-out)", figure["rgb"]), ("rendered RGB", figure["rendered"]),
               ("rendered codebook entry", colour_labels(figure["entries"], -1)),
               ("instance mask (object ids)", colour_labels(figure["instances"], 0)),
               ("GT instances", colour_labels(figure["gt_instances"], 0))]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 3.2))
-    for ax, (title, image) in zip(axes, panels):
-        ax.imshow(image, interpolation="nearest")
-        ax.set_title(title, fontsize=9)
-        ax.axis("off")
-    fig.suptitle(f"scene {figure['scene']} (dataset seed 7), frame {figure['frame']}", fontsize=10)
-    fig.tight_layout()
-    atomic_save_figure(fig, path, dpi=100)
+    save_panels(path, panels, f"scene {figure['scene']} (dataset seed 7), frame {figure['frame']}")
 
 
 def _plain(obj):

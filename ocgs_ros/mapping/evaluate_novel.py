@@ -27,13 +27,13 @@ import dataclasses
 import numpy as np
 from tqdm import tqdm
 
-from ocgs_ros.atomic_io import atomic_save_figure
 from ocgs_ros.evaluation.boxes import Box3D, match_boxes
 from ocgs_ros.gaussians.eval_metrics import IdentityVotes, matched_instance_iou, psnr
 from ocgs_ros.gaussians.objects import UNKNOWN_ENTRY, MapObject, extract_instances, render_instance_mask
 from ocgs_ros.mapping.config import MappingConfig
 from ocgs_ros.mapping.eval_scenes import (EvalConfig, build_scene_map, frame_indices, gt_box, held_out_view,
                                           make_world_config, mapping_frame, object_box)
+from ocgs_ros.mapping.figures import colour_labels, save_panels
 from ocgs_ros.mapping.pipeline import ObjectMappingPipeline
 from ocgs_ros.settings import to_flat
 from ocgs_ros.sim.dataset import scene_seed
@@ -201,29 +201,12 @@ def evaluate_novel(cfg: EvalConfig, mapping: MappingConfig, identity, progress: 
 
 def save_novel_figure(path, figure: dict) -> None:
     """Camera / rendered codebook entry / instances with and without the geometric path / GT."""
-    import matplotlib
-    matplotlib.use("Agg")  # before pyplot, and only when a figure is drawn: importing stays side-effect free
-    import matplotlib.pyplot as plt
-
-    def colour_labels(labels, background):
-        palette = np.random.default_rng(1).uniform(0.15, 1.0, size=(int(max(labels.max(), 0)) + 2, 3))
-        out = palette[np.clip(labels, 0, None)]
-        out[labels == background] = 0.0
-        return out
-
     panels = [("camera (held-out)", figure["rgb"]), ("rendered codebook entry", colour_labels(figure["entries"], -1)),
               ("objects, geometric path", colour_labels(figure["geometric"], 0)),
               ("objects, identity only", colour_labels(figure["identity_only"], 0)),
               ("GT instances", colour_labels(figure["gt"], 0))]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 3.2))
-    for ax, (title, image) in zip(axes, panels):
-        ax.imshow(image, interpolation="nearest")
-        ax.set_title(title, fontsize=9)
-        ax.axis("off")
-    fig.suptitle(f"novel-kind world, scene {figure['scene']} (dataset seed {figure['dataset_seed']}), "
-                 f"frame {figure['frame']}", fontsize=10)
-    fig.tight_layout()
-    atomic_save_figure(fig, path, dpi=100)
+    save_panels(path, panels, f"novel-kind world, scene {figure['scene']} (dataset seed {figure['dataset_seed']}), "
+                              f"frame {figure['frame']}")
 
 
 def summary_lines(results: dict) -> list[str]:
