@@ -30,6 +30,9 @@ from ocgs_ros.ros import conversions, qos
 CONFIG = str(REPO / "config" / "ocgs.yaml")
 #: recall target of the issue (ObjectInstanceArray vs ground truth at 3D IoU 0.25)
 RECALL_TARGET = 0.8
+#: at least this share of the published objects is a real one (3D IoU 0.25); a live map once published
+#: tens of table patches beside its objects (precision 0.03-0.12) while recall stayed at target
+PRECISION_TARGET = 0.5
 MAPPING_BUDGET_S = 60.0  # 2.5 orbits of the table at 5 Hz
 
 
@@ -171,11 +174,12 @@ def test_tabletop_sensors_to_objects_query_and_save(ros_node, node_process, gocl
     assert sim_exit == 0 and mapper.stop() == 0, mapper.output()
     # The issue's target: >= 80 % of the ground-truth objects recovered at 3D IoU 0.25 within the
     # budget, with the shipped GOCL (measured 0.8-1.0 over our runs once GoclSegmenter's mask
-    # temperature kept the table out of the objects). OCGS_E2E_ALLOW_LOW_RECALL=1 reports instead of
-    # failing, for trying other checkpoints (OCGS_E2E_GOCL).
+    # temperature kept the table out of the objects), and precision. OCGS_E2E_ALLOW_LOW_RECALL=1 reports
+    # instead of failing, for trying other checkpoints (OCGS_E2E_GOCL).
     assert result["matched"] >= 1, result
     if os.environ.get("OCGS_E2E_ALLOW_LOW_RECALL", "0") != "1":
         assert result["recall"] >= RECALL_TARGET, result
+        assert result["precision"] >= PRECISION_TARGET, result
 
 
 def test_driving_sensors_to_bev_detections_and_map_layers(ros_node, node_process, bev_checkpoint):
