@@ -122,9 +122,9 @@ class ObjectConfig:
     # m: a point is explained by an identified object when inside its box grown by unknown_margin and
     # within unknown_explain_radius of one of its Gaussians above the clearance (objects/unknown.py)
     unknown_margin: float = 0.01
-    # updates in a row an unknown-kind cluster must be extracted in before it is an object (its id is
-    # kept from the first): in the first frames the not-yet-named part of a known object forms a
-    # cluster for one update (test_unknown_objects_node); 1 publishes at once
+    # updates an unknown-kind cluster must be extracted by before it is an object (its id is kept from
+    # the first; not necessarily in a row): in the first frames the not-yet-named part of a known
+    # object forms a cluster for one update (test_unknown_objects_node); 1 publishes at once
     unknown_confirm_updates: int = 2
     unknown_explain_radius: float = 0.05
 

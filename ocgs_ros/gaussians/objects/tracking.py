@@ -34,10 +34,10 @@ class ObjectTracker:
         # range returns of every frame, for the geometric path (not saved: a loaded map starts afresh)
         self.evidence = PointEvidence(self.config.unknown_voxel, self.config.unknown_max_voxels)
         self.objects: list[MapObject] = []
-        # unknown-kind objects seen in fewer than unknown_confirm_updates consecutive updates: they
+        # unknown-kind objects extracted by fewer than unknown_confirm_updates updates: they
         # take part in matching (and keep their ids) but are not among the objects yet
         self._tentative: list[MapObject] = []
-        self._sightings: dict[int, int] = {}  # id -> consecutive updates it was extracted in
+        self._sightings: dict[int, int] = {}  # id -> updates it was extracted in
         self.next_id = 1  # 0 is the background label of rendered instance masks
         self.updates = 0
 
@@ -74,20 +74,20 @@ class ObjectTracker:
             for i, j in zip(rows, cols):
                 if cost[i, j] < big:
                     ids[i] = previous[j].id
-        sightings = {}
         for i, obj in enumerate(current):
             if ids[i] is None:
                 ids[i] = self.next_id
                 self.next_id += 1
             obj.id = ids[i]
-            sightings[obj.id] = self._sightings.get(obj.id, 0) + 1
-        self._sightings = sightings
-        # an unknown-kind object is published once seen in unknown_confirm_updates updates in a row
-        # (then for good while it is seen): the part of a known object not yet named in the first
-        # frames is a one-update cluster; identified objects are published at once, as always
-        confirmed = [o for o in current
-                     if not o.unknown_kind or sightings[o.id] >= self.config.unknown_confirm_updates
-                     or any(p.id == o.id for p in self.objects)]
+            self._sightings[obj.id] = self._sightings.get(obj.id, 0) + 1
+        # an unknown-kind object is published once unknown_confirm_updates updates have extracted it
+        # (then whenever it is extracted): the part of a known object not yet named in the first
+        # frames is a one-update cluster, while a small real object may be missed by an update now
+        # and then, so updates are counted, not required in a row; identified objects are published
+        # at once, as always
+        published = {o.id for o in self.objects}  # (a loaded map's objects count as confirmed)
+        confirmed = [o for o in current if not o.unknown_kind or o.id in published
+                     or self._sightings[o.id] >= self.config.unknown_confirm_updates]
         self._tentative = [o for o in current if not any(c is o for c in confirmed)]
         self.objects = sorted(confirmed, key=lambda o: o.id)
         self.updates += 1
