@@ -22,7 +22,8 @@ default configuration, 64x64 by the baseline) for ``--bringup-s`` seconds, figur
 ``bringup_summary.json``: the simulator, the executor and the mapper share one process.
 
 ``speedup_frames_per_s`` = default / baseline frames integrated per second, standalone (and the
-same for the bring-up); ``speedup_frames_per_s_square128`` the same for ``square128``. The machine load (``os.getloadavg``) is recorded before and after.
+same for the bring-up); ``speedup_frames_per_s_square128`` the same for ``square128``. The machine
+load (``os.getloadavg``) is recorded before and after.
 """
 from __future__ import annotations
 

@@ -125,10 +125,10 @@ class GaussianMap(nn.Module):
     def identity_features_for(self, classes: torch.Tensor, margin: float) -> torch.Tensor:
         """Identity features ``[K, F]`` whose logits under the current head put each of ``classes``
         ``[K]`` (0 = background, 1 + entry) at least ``margin`` above every other class: the head's
-        row of the class, scaled (``margin`` 0: the unit row). The unscaled unit row gives the class a margin of a few tenths at
-        the head's initial weights, less than the spread of its biases, so a new Gaussian decoded as
-        whichever class has the largest bias (one entry for the whole table) until enough iterations
-        had taught it otherwise; a live map gets one or two per frame."""
+        row of the class, scaled (``margin`` 0: the unit row). The unit row gives the class a lead
+        of a few tenths at the head's initial weights, less than the spread of its biases, and far
+        less than background needs under the two-level rule (P >= 1/2 against all entries); the
+        mapper uses it for live frames' background Gaussians (``grow_background_margin``)."""
         weight, bias = self.identity_head.weight, self.identity_head.bias  # [C, F], [C]
         norm = weight.norm(dim=1).clamp_min(1e-6)
         unit = weight / norm[:, None]

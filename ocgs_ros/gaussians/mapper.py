@@ -73,17 +73,17 @@ class MapperConfig:
     # pixels, and at 128x128 the full-size depth render was a fifth of a live frame (docs/mapping_speed.md).
     grow_render_scale: float = setting(0.5, "Growth tests the LiDAR points against a render at this fraction of "
                                             "the view size (1 = full size, as before issue 16).", positive)
-    # logits, live frames only (those with a time budget, mapper.frame_budget_ms): a new Gaussian
+    # logits, live frames only (the node's; ObjectMappingPipeline.process(live=True)): a new Gaussian
     # grown from a background pixel starts with background this far above every object entry, so it
     # decodes as background under the two-level rule (P >= 1/2 against all M entries together) from
-    # its first frame. The head's unit row gives P ~ 1/(M+1): at the one or two iterations a live
+    # its first frame. The head's unit row gives P ~ 1/(M+1): at the one to four iterations a live
     # frame gets, the map decoded its whole table as object entries and published tens of table
-    # patches as objects. Frames without a budget (offline, 8 iterations each) learn it anyway, and
+    # patches as objects. Offline maps (the evaluator: 8 iterations a frame) learn it anyway, and
     # there the margin cost identity mIoU 0.69 -> 0.58 and novel-kind recall 0.88 -> 0.82 (test seed 7:
     # a background label grown at an object's edge is held longer), so they keep the unit row. Object
     # pixels always keep it: their soft start lets later views' labels reach a consensus (the margin
     # for every class halved identity mIoU on dev scenes). 0: the unit row always, as before issue 16.
-    grow_background_margin: float = setting(3.0, "Live frames (with a time budget): new Gaussians from background "
+    grow_background_margin: float = setting(3.0, "Live frames (the node's): new Gaussians from background "
                                                  "pixels start with background this many logits above every object "
                                                  "entry (0: the identity head's unit row, as before issue 16).",
                                             non_negative)
@@ -211,7 +211,7 @@ class OnlineMapper:
     # -- integration --------------------------------------------------------------------------
     def integrate(self, rgb: np.ndarray, K: np.ndarray, T_world_cam: np.ndarray, points_world: np.ndarray,
                   pixel_codebook_logits: np.ndarray | torch.Tensor | None = None,
-                  depth: np.ndarray | None = None, deadline_s: float | None = None) -> dict:
+                  depth: np.ndarray | None = None, deadline_s: float | None = None, live: bool = False) -> dict:
         """Add one posed frame: ``rgb`` uint8 [H,W,3], ``points_world`` LiDAR [N,3] in the map frame
         (may be empty when ``depth`` is given), ``pixel_codebook_logits`` GOCL's [M+1,H,W]
         (channel 0 = background) or None, ``depth`` the camera's own z-depth image [H,W] in metres
@@ -220,7 +220,9 @@ class OnlineMapper:
         per pixel, LiDAR is sparse). ``deadline_s``: a ``time.perf_counter()`` time by which the
         frame should be done (the pipeline's ``mapper.frame_budget_ms`` for live frames): optimisation
         stops before an iteration that would likely end after it (at least 1 iteration, at most
-        ``iterations_per_frame``); None runs exactly ``iterations_per_frame``."""
+        ``iterations_per_frame``); None runs exactly ``iterations_per_frame``. ``live``: a frame of a
+        stream that does not wait (the node's), whose background Gaussians start decoded as such
+        (``grow_background_margin``)."""
         if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"integrate: rgb must be uint8 [H, W, 3], got {rgb.dtype} {rgb.shape}")
         points_world = np.asarray(points_world, dtype=np.float64).reshape(-1, 3)
@@ -250,8 +252,8 @@ class OnlineMapper:
             target, confidence = identity_targets(logits_t)
             if self.config.identity_targets == "soft":
                 probs = logits_t.float().softmax(dim=0).permute(1, 2, 0).contiguous()
-        # a frame with a budget may get one iteration: its background Gaussians start decoded as such
-        margin = self.config.grow_background_margin if deadline_s is not None else 0.0
+        # a live frame may get one iteration, a live map few per Gaussian: background starts decoded as such
+        margin = self.config.grow_background_margin if live else 0.0
         grown = self._grow(image, viewmat, K_t, points_world, u, v, inside, target, margin)
         if self.selector.consider(T_world_cam):
             self.keyframes.append(Keyframe(image, torch.from_numpy(target_depth), target, confidence, viewmat, K_t,

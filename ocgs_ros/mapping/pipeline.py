@@ -159,7 +159,7 @@ class ObjectMappingPipeline:
                 with torch.random.fork_rng(devices=[]):
                     torch.set_rng_state(self._torch_rng_state)
                     self._mapper.integrate(rgb, K, T_world_cam, points_world, logits, depth=depth,
-                                           deadline_s=self._deadline(started_s, live))
+                                           deadline_s=self._deadline(started_s, live), live=live)
                     self._torch_rng_state = torch.get_rng_state()
                 self._pending_evidence.append(points_world)  # the tracker gets every frame's, in order
                 self.frames_integrated += 1
