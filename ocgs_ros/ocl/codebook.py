@@ -24,6 +24,9 @@ import torch.nn.functional as F
 from torch import nn
 
 
+REFINER_INIT_SEED = 0  # initial weights of the choice refiner (see GlobalCodebook.__init__)
+
+
 @dataclass
 class CodebookAssignment:
     """Result of quantising slot features against the prototypes (all per object slot)."""
@@ -32,13 +35,45 @@ class CodebookAssignment:
     weights: torch.Tensor  # [..., M] Gumbel-softmax sample (train) or one-hot argmax (eval)
     probs: torch.Tensor  # [..., M] softmax(logits): the categorical distribution pi
     logits: torch.Tensor  # [..., M]
+    # Hidden state of the choice refiner ([..., M]), carried to the next slot-attention iteration;
+    # None without refinement.
+    refinement_state: torch.Tensor | None = None
+
+
+class ChoiceRefiner(nn.Module):
+    """GOLD's refined codebook choice, in a form that starts as the plain one.
+
+    Scores are ``slot . projected prototypes / sqrt(d)``; a GRU cell reads them each slot-attention
+    iteration, its hidden state carried over from the previous one, and a linear read-out of that
+    state is added to the scores. The projection starts as the identity and the read-out at zero,
+    so at its first step (e.g. right after the k-means warm-up) the choices are the plain ones and
+    training decides how far to move from them.
+    """
+
+    def __init__(self, codebook_size: int, dim: int):
+        super().__init__()
+        self.prototype_projection = nn.Linear(dim, dim, bias=False)
+        self.gru = nn.GRUCell(codebook_size, codebook_size)
+        self.readout = nn.Linear(codebook_size, codebook_size)
+        with torch.no_grad():
+            self.prototype_projection.weight.copy_(torch.eye(dim))
+            self.readout.weight.zero_()
+            self.readout.bias.zero_()
+
+    def forward(self, features: torch.Tensor, prototypes: torch.Tensor, state: torch.Tensor | None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Refined logits and new hidden state, both ``[..., M]``, for ``features [..., D]``."""
+        scores = features @ self.prototype_projection(prototypes).t() / math.sqrt(features.shape[-1])
+        flat = scores.reshape(-1, scores.shape[-1])
+        hidden = self.gru(flat, None if state is None else state.reshape(flat.shape)).reshape(scores.shape)
+        return scores + self.readout(hidden), hidden
 
 
 class GlobalCodebook(nn.Module):
     """``codebook_size`` prototypes of size ``dim`` plus usage statistics for the collapse guard."""
 
     def __init__(self, codebook_size: int, dim: int, usage_ema_decay: float = 0.99,
-                 max_recent_features: int = 1024):
+                 max_recent_features: int = 1024, refine_logits: bool = False):
         super().__init__()
         if codebook_size < 1 or dim < 1:
             raise ValueError(f"codebook_size and dim must be >= 1 (got {codebook_size}, {dim})")
@@ -51,19 +86,34 @@ class GlobalCodebook(nn.Module):
         self.register_buffer("usage_ema", torch.full((codebook_size,), 1.0 / codebook_size))
         # Recent pre-quantisation slot features: revival candidates. Not saved in checkpoints.
         self.register_buffer("recent_features", torch.zeros(0, dim), persistent=False)
+        self.refiner = None
+        if refine_logits:
+            # Built on a forked, fixed-seed RNG: turning the option on leaves every other module's
+            # initial weights (drawn after this one) as they are, so an A/B against the plain choice
+            # differs in the refiner only and shares its codebook warm-up; and the refiner starts the
+            # same whether it is built at step 0 or when an arm starts from a plain warm-up checkpoint.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(REFINER_INIT_SEED)
+                self.refiner = ChoiceRefiner(codebook_size, dim)
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         """Scaled dot products ``features @ prototypes.T / sqrt(dim)``: ``[..., D] -> [..., M]``."""
         return features @ self.prototypes.t() / math.sqrt(self.dim)
 
-    def quantise(self, features: torch.Tensor, tau: float, hard: bool = False) -> CodebookAssignment:
+    def quantise(self, features: torch.Tensor, tau: float, hard: bool = False,
+                 refinement_state: torch.Tensor | None = None) -> CodebookAssignment:
         """Replace each feature by a prototype mixture.
 
         Training: Gumbel-softmax sample at temperature ``tau`` (straight-through one-hot if
         ``hard``). Eval: the one-hot argmax — deterministic, the mode of the categorical — with no
-        noise, so repeated calls give identical assignments.
+        noise, so repeated calls give identical assignments. ``refinement_state``: the previous
+        iteration's ``CodebookAssignment.refinement_state`` (refined choice only; None at the first).
         """
-        logits = self.logits(features)
+        state = None
+        if self.refiner is None:
+            logits = self.logits(features)
+        else:
+            logits, state = self.refiner(features, self.prototypes, refinement_state)
         probs = logits.softmax(dim=-1)
         if self.training:
             if tau <= 0:
@@ -71,7 +121,7 @@ class GlobalCodebook(nn.Module):
             weights = F.gumbel_softmax(logits, tau=tau, hard=hard, dim=-1)
         else:
             weights = F.one_hot(logits.argmax(dim=-1), self.codebook_size).to(logits.dtype)
-        return CodebookAssignment(weights @ self.prototypes, weights, probs, logits)
+        return CodebookAssignment(weights @ self.prototypes, weights, probs, logits, state)
 
     @torch.no_grad()
     def record_usage(self, features: torch.Tensor, probs: torch.Tensor) -> None:

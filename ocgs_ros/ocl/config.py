@@ -16,6 +16,9 @@ EXTRINSIC_POSITION_SCALE_DIMS = 4
 
 # Values of ``target`` / ``encoder_input``.
 FEATURE_SOURCES = ("pixels", "vit_features")
+# Values of ``tau_schedule`` (ocl/schedules.py) and ``grad_clip_norm`` (ocl/optim.py).
+TAU_SCHEDULES = ("exponential", "cosine")
+GRAD_CLIP_NORMS = ("l2", "inf")
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,16 @@ class GoclConfig:
     hard_gumbel: bool = False  # straight-through one-hot samples when True
     tau_start: float = 1.0
     tau_end: float = 0.1
-    tau_anneal_steps: int = 20000
+    tau_anneal_steps: int = 20000  # step at which tau reaches tau_end
+    # Shape of the anneal and the step it starts at (tau_start until then). GOLD anneals with a
+    # cosine between two steps of its run; "exponential" from step 0 is this project's original.
+    tau_schedule: str = "exponential"
+    tau_anneal_start: int = 0
+    # GOLD's choice refinement: the codebook logits are slot . projected prototypes / sqrt(d), refined
+    # by a GRU carried across the slot-attention iterations. Our form (ocl/codebook.py) starts
+    # as the plain logits (identity projection, zero-initialised GRU read-out), so a run that turns
+    # it on after the k-means warm-up starts from the same choices. Off: plain scaled dot products.
+    codebook_refine_logits: bool = False
 
     # Spatial-broadcast decoders (per-pixel MLP on broadcast latents + coordinates).
     decoder_hidden: int = 64
@@ -102,6 +114,8 @@ class GoclConfig:
     lr_decoder: float = 4e-4
     warmup_steps: int = 2000
     grad_clip: float = 1.0
+    # Norm that grad_clip bounds: "l2" (global 2-norm) or "inf" (largest absolute gradient; GOLD's).
+    grad_clip_norm: str = "l2"
 
     # What the decoders reconstruct, and what the slot encoder reads: "pixels" (RGB, the default)
     # or "vit_features" (patch features of the frozen self-supervised ViT in ``vit_weights``, a
@@ -134,9 +148,16 @@ class GoclConfig:
         if not 0.0 < self.tau_end <= self.tau_start:
             problems.append(f"need 0 < tau_end <= tau_start (got {self.tau_start} -> {self.tau_end})")
         if (self.tau_anneal_steps < 0 or self.warmup_steps < 0 or self.revive_every < 0
-                or self.codebook_warmup_steps < 0):
-            problems.append("tau_anneal_steps, warmup_steps, revive_every and codebook_warmup_steps "
-                            "must be >= 0")
+                or self.codebook_warmup_steps < 0 or self.tau_anneal_start < 0):
+            problems.append("tau_anneal_steps, tau_anneal_start, warmup_steps, revive_every and "
+                            "codebook_warmup_steps must be >= 0")
+        if self.tau_anneal_start > 0 and self.tau_anneal_start >= self.tau_anneal_steps:
+            problems.append(f"tau_anneal_start must be < tau_anneal_steps (the step tau reaches tau_end); got "
+                            f"{self.tau_anneal_start} >= {self.tau_anneal_steps}")
+        if self.tau_schedule not in TAU_SCHEDULES:
+            problems.append(f"tau_schedule must be one of {list(TAU_SCHEDULES)} (got {self.tau_schedule!r})")
+        if self.grad_clip_norm not in GRAD_CLIP_NORMS:
+            problems.append(f"grad_clip_norm must be one of {list(GRAD_CLIP_NORMS)} (got {self.grad_clip_norm!r})")
         if not 0.0 < self.min_scale < self.max_scale:
             problems.append(f"need 0 < min_scale < max_scale (got {self.min_scale}, {self.max_scale})")
         if not 0.0 <= self.usage_ema_decay < 1.0:

@@ -77,7 +77,8 @@ class GoclModel(nn.Module):
         self.vit_features = FrozenFeatures(load_frozen_vit(config.vit_weights)) if config.uses_vit else None
         self.encoder = (ViTFeatureEncoder(config, self.vit_features.dim) if config.encoder_input == "vit_features"
                         else PixelEncoder(config))
-        self.codebook = GlobalCodebook(config.codebook_size, di, config.usage_ema_decay)
+        self.codebook = GlobalCodebook(config.codebook_size, di, config.usage_ema_decay,
+                                       refine_logits=config.codebook_refine_logits)
         self.slot_attention = DisentangledSlotAttention(config)
         extra = e - EXTRINSIC_POSITION_SCALE_DIMS
         # Extrinsic posterior: mean = (attention centroid, log attention spread, learned extras);
@@ -119,7 +120,8 @@ class GoclModel(nn.Module):
     def tau_at(self, step: int) -> float:
         """Gumbel temperature of the config's schedule at training ``step``."""
         cfg = self.config
-        return gumbel_tau(step, cfg.tau_start, cfg.tau_end, cfg.tau_anneal_steps)
+        return gumbel_tau(step, cfg.tau_start, cfg.tau_end, cfg.tau_anneal_steps, cfg.tau_anneal_start,
+                          cfg.tau_schedule)
 
     def check_images(self, images: torch.Tensor) -> None:
         """Raise if ``images`` is not a float ``[B, 3, H, W]`` batch at the model's resolution."""

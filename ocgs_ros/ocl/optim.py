@@ -41,7 +41,8 @@ def train_step(model: GoclModel, optimizer: torch.optim.Optimizer, images: torch
     optimizer.zero_grad(set_to_none=True)
     terms["total"].backward()
     max_norm = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    norm_type = float("inf") if cfg.grad_clip_norm == "inf" else 2.0
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm, norm_type=norm_type)
     if not torch.isfinite(grad_norm):
         raise FloatingPointError(f"non-finite gradient norm at step {step}: {float(grad_norm)}")
     optimizer.step()

@@ -4,20 +4,30 @@ from __future__ import annotations
 import math
 
 
-def gumbel_tau(step: int, tau_start: float = 1.0, tau_end: float = 0.1, anneal_steps: int = 20000) -> float:
-    """Gumbel-softmax temperature at ``step``: exponential decay ``tau_start -> tau_end``.
+def gumbel_tau(step: int, tau_start: float = 1.0, tau_end: float = 0.1, anneal_steps: int = 20000,
+               anneal_start: int = 0, shape: str = "exponential") -> float:
+    """Gumbel-softmax temperature at ``step``: ``tau_start`` until ``anneal_start``, annealed to
+    ``tau_end`` at ``anneal_steps``, ``tau_end`` from then on.
 
-    Exponential (not linear) because what matters is the ratio of logit gaps to tau: each step
-    sharpens the assignment by the same factor. Exactly ``tau_start`` at step 0 and exactly
-    ``tau_end`` from ``anneal_steps`` on (``anneal_steps == 0`` means "already annealed").
+    ``shape`` "exponential" (the default) decays geometrically, because what matters is the ratio
+    of logit gaps to tau: each step sharpens the assignment by the same factor. "cosine" is GOLD's
+    half-cosine, which lingers near both ends. ``anneal_steps == 0`` means "already annealed".
     """
     if step < 0:
         raise ValueError(f"step must be >= 0, got {step}")
     if not 0.0 < tau_end <= tau_start:
         raise ValueError(f"need 0 < tau_end <= tau_start, got {tau_start} -> {tau_end}")
+    if shape not in ("exponential", "cosine"):
+        raise ValueError(f"unknown tau schedule shape {shape!r}; choose 'exponential' or 'cosine'")
+    if anneal_start > 0 and anneal_start >= anneal_steps:
+        raise ValueError(f"need anneal_start < anneal_steps, got {anneal_start} >= {anneal_steps}")
     if anneal_steps <= 0 or step >= anneal_steps:
         return float(tau_end)
-    fraction = step / anneal_steps
+    if step < anneal_start:
+        return float(tau_start)
+    fraction = (step - anneal_start) / (anneal_steps - anneal_start)
+    if shape == "cosine":
+        return float(tau_end + 0.5 * (tau_start - tau_end) * (1.0 + math.cos(math.pi * fraction)))
     return float(math.exp(math.log(tau_start) + fraction * (math.log(tau_end) - math.log(tau_start))))
 
 

@@ -142,7 +142,9 @@ class DisentangledSlotAttention(nn.Module):
             pre_quantised = pre_quantised.reshape(batch, cfg.num_object_slots, cfg.intrinsic_dim)
             pre_quantised = pre_quantised + self.object_mlp(pre_quantised)
             if cfg.use_codebook:
-                assignment = codebook.quantise(pre_quantised, tau=tau, hard=cfg.hard_gumbel)
+                assignment = codebook.quantise(pre_quantised, tau=tau, hard=cfg.hard_gumbel,
+                                               refinement_state=None if assignment is None
+                                               else assignment.refinement_state)
             else:
                 assignment = slot_index_assignment(pre_quantised, codebook.codebook_size)
             intrinsic = assignment.quantised

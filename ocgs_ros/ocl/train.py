@@ -87,6 +87,48 @@ def codebook_statistics(model: GoclModel) -> dict[str, float]:
             "codebook_active": int((model.codebook.usage_ema > threshold).sum())}
 
 
+def transferable_weights(source: GoclModel, target: GoclModel) -> dict[str, torch.Tensor]:
+    """``source``'s state dict for ``target`` (``--init-from``).
+
+    A source that never used its codebook (a warm-up or a baseline) has untrained codebook tensors,
+    and the switch redraws the prototypes by k-means anyway: where their shapes differ (another
+    codebook size) or the source has none (the choice refiner) the target keeps its own.
+    Everything else must fit as it is.
+    """
+    state = source.state_dict()
+    if source.config.use_codebook:
+        return state
+    own = target.state_dict()
+    return {**state, **{name: value for name, value in own.items() if name.startswith("codebook.")
+                        and (name not in state or state[name].shape != value.shape)}}
+
+
+def optimizer_order(model: GoclModel) -> list[str]:
+    """Parameter names in the order ``build_optimizer`` hands them to the optimiser."""
+    names = {id(parameter): name for name, parameter in model.named_parameters()}
+    return [names[id(parameter)] for parameter in model.encoder_parameters() + model.decoder_parameters()]
+
+
+def transferable_optimizer_state(saved: dict[str, Any], source: GoclModel, target: GoclModel) -> dict[str, Any]:
+    """The optimiser state of ``source``'s run, re-indexed for ``target`` (``--init-from``).
+
+    Only a source without codebook may lack parameters that ``target`` has (the codebook choice
+    refiner, unused before the switch); they start without Adam moments, as any parameter does
+    before its first gradient. Otherwise the state is returned as saved.
+    """
+    source_names, target_names = optimizer_order(source), optimizer_order(target)
+    if source.config.use_codebook or source_names == target_names:
+        return saved
+    target_index = {name: index for index, name in enumerate(target_names)}
+    state = {target_index[source_names[index]]: value for index, value in saved["state"].items()
+             if source_names[index] in target_index}
+    groups, first = [], 0
+    for group, size in zip(saved["param_groups"], (len(target.encoder_parameters()), len(target.decoder_parameters()))):
+        groups.append({**group, "params": list(range(first, first + size))})
+        first += size
+    return {"state": state, "param_groups": groups}
+
+
 def training_pixels(dataset: GoclViewDataset, count: int = WHITENING_IMAGES) -> np.ndarray:
     """RGB in [0, 1] ``[N, 3]`` of the first ``count`` views (no flips: deterministic)."""
     return dataset.rgb[:count].reshape(-1, 3).numpy().astype(np.float32) / 255.0
@@ -108,6 +150,7 @@ class GoclTask(TrainingTask):
     # ----- start ------------------------------------------------------------------------------
     def build(self, ctx: DistributedContext, resume_from: Path | None) -> StartPoint:
         meta: dict[str, Any] | None = None
+        source: GoclModel | None = None  # the --init-from run's model
         start_step = 0
         if resume_from is not None:
             model, saved_config, meta = load_checkpoint(resume_from, map_location="cpu")
@@ -124,7 +167,7 @@ class GoclTask(TrainingTask):
             model = GoclModel(phase_config(self.target, start_step) if start_step < self.target.codebook_warmup_steps
                               else dataclasses.replace(self.target, use_codebook=source.config.use_codebook))
             try:
-                model.load_state_dict(source.state_dict())
+                model.load_state_dict(transferable_weights(source, model))
             except RuntimeError as exc:
                 raise CheckpointError(f"--init-from {self.config.init_from}: weights do not fit the requested "
                                       f"config ({exc})") from exc
@@ -137,7 +180,8 @@ class GoclTask(TrainingTask):
         if meta["optimizer"] is None:
             raise CheckpointError(f"checkpoint {resume_from or self.config.init_from}: holds no optimiser state, "
                                   "cannot resume")
-        self.optimizer.load_state_dict(meta["optimizer"])
+        self.optimizer.load_state_dict(meta["optimizer"] if source is None
+                                       else transferable_optimizer_state(meta["optimizer"], source, self.model))
         # load_state_dict restores the saved groups' rates; the rates are this run's config's
         # (they differ only with --init-from).
         set_base_learning_rates(self.optimizer, phase_learning_rates(self.model.config, start_step)
