@@ -191,22 +191,24 @@ class OnlineMapper:
             rgb = torch.clamp_min(_spherical_harmonics(gmap.config.sh_degree, means - cam_pos,
                                                        gmap.sh_coefficients()) + 0.5, 0.0)
         features = torch.cat([rgb, gmap.params["identity"]], dim=1)
-        out, alpha, meta = rasterize(means, gmap.quats_normalized(), gmap.scales_act(), gmap.opacities_act(),
-                                     features, viewmat[None], gsplat_intrinsics(K[None]), width, height,
-                                     render_mode="RGB+ED", fused=None if self.config.fused_compositing else False)
+        out, alpha, meta = self._rasterize(features, viewmat, K, width, height, "RGB+ED")
         out, alpha = out[0], alpha[0]
         return out[..., :3], out[..., -1], gmap.decode_identity(out[..., 3:-1], alpha), alpha, meta
 
     def render_depth(self, viewmat: torch.Tensor, K: torch.Tensor, width: int, height: int):
         """(expected depth [H,W], alpha [H,W,1]): what growth needs, compositing one channel instead
         of colour and identity (the same pairs and weights as :meth:`render`, so the same numbers)."""
-        gmap = self.map
-        means = gmap.params["means"]
         # "ED" composites depth alone; the colour argument is only shape-checked
-        out, alpha, _ = rasterize(means, gmap.quats_normalized(), gmap.scales_act(), gmap.opacities_act(),
-                                  means, viewmat[None], gsplat_intrinsics(K[None]), width, height,
-                                  render_mode="ED", fused=None if self.config.fused_compositing else False)
+        out, alpha, _ = self._rasterize(self.map.params["means"], viewmat, K, width, height, "ED")
         return out[0, ..., 0], alpha[0]
+
+    def _rasterize(self, features: torch.Tensor, viewmat: torch.Tensor, K: torch.Tensor, width: int, height: int,
+                   render_mode: str):
+        """The map's Gaussians through the rasteriser for one camera, on the configured compositing path."""
+        gmap = self.map
+        return rasterize(gmap.params["means"], gmap.quats_normalized(), gmap.scales_act(), gmap.opacities_act(),
+                         features, viewmat[None], gsplat_intrinsics(K[None]), width, height, render_mode=render_mode,
+                         fused=None if self.config.fused_compositing else False)
 
     # -- integration --------------------------------------------------------------------------
     def integrate(self, rgb: np.ndarray, K: np.ndarray, T_world_cam: np.ndarray, points_world: np.ndarray,
@@ -285,11 +287,12 @@ class OnlineMapper:
             if self.map.num_gaussians:
                 scale = self.config.grow_render_scale
                 width, height = max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))
+                sx, sy = width / image.shape[1], height / image.shape[0]
                 K_grow = K.clone()
-                K_grow[:2] *= torch.tensor([[width / image.shape[1]], [height / image.shape[0]]], dtype=K.dtype)
+                K_grow[:2] *= torch.tensor([[sx], [sy]], dtype=K.dtype)
                 depth, alpha = self.render_depth(viewmat, K_grow, width, height)
-                vv = np.minimum((v[idx] * (height / image.shape[0])).astype(int), height - 1)
-                uu = np.minimum((u[idx] * (width / image.shape[1])).astype(int), width - 1)
+                vv = np.minimum((v[idx] * sy).astype(int), height - 1)
+                uu = np.minimum((u[idx] * sx).astype(int), width - 1)
                 transparent = alpha[vv, uu, 0].numpy() < self.config.grow_alpha_threshold
                 vm = viewmat.double().numpy()
                 point_depth = points_world[idx] @ vm[2, :3] + vm[2, 3]
