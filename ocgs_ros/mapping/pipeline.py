@@ -9,9 +9,10 @@ the image's fit; the identity source (GOCL, fitting the view to its own input by
 labels the pixels; the mapper integrates the frame and the tracker re-extracts the objects, of
 which those at or above ``min_object_confidence`` are the map's objects. Live frames (the node:
 ``process(frame, live=True)``) are scheduled for a sensor that does not wait: the optimisation gets
-the time budget ``mapper.frame_budget_ms`` and the objects are re-extracted every
-``objects_period_s`` (docs/mapping_speed.md); offline frames get exactly
-``mapper.iterations_per_frame`` and a fresh extraction each. Everything numerical lives
+the time budget ``mapper.frame_budget_ms``, new background Gaussians start decoded as background
+(``mapper.grow_background_margin``), and with ``objects_period_s`` > 0 the objects are re-extracted
+in the background at that period instead of after every frame (docs/mapping_speed.md); offline
+frames get exactly ``mapper.iterations_per_frame`` and a fresh extraction each. Everything numerical lives
 in :mod:`ocgs_ros.gaussians` and :mod:`ocgs_ros.ocl`; this module decides what reaches them, in which
 order, under which lock.
 
@@ -142,8 +143,8 @@ class ObjectMappingPipeline:
         ``camera_info_k``, ``tf_non_finite``, ``pointcloud_shape``, ``depth_size_mismatch``.
 
         ``live``: a sensor stream that does not wait (the node). Its frames get the time budget
-        ``mapper.frame_budget_ms`` and objects extracted in the background every
-        ``objects_period_s`` (0: after every frame, within it, as offline); offline
+        ``mapper.frame_budget_ms``, the background margin of new Gaussians, and objects extracted in
+        the background every ``objects_period_s`` (0, the default: after every frame, within it); offline
         frames (the default: evaluator, tests) exactly ``mapper.iterations_per_frame`` iterations
         and a fresh extraction each, so the map and objects depend only on the frames and seed."""
         started_s = time.perf_counter()
@@ -204,14 +205,19 @@ class ObjectMappingPipeline:
         started_s = time.monotonic()
         objects = error = None
         try:
-            with self._tracker_lock:
-                for points in evidence:
-                    tracker.add_evidence(points)
-                objects = self._confident(tracker.update(frozen))
+            objects = self._update_tracker(tracker, frozen, evidence)
         except Exception as exc:  # noqa: BLE001 - handed to the next frame, which raises it
             error = exc
         finished_s = time.monotonic()
         self._background_result = (generation, frame, objects, error, finished_s, finished_s - started_s)
+
+    def _update_tracker(self, tracker: ObjectTracker, gmap: GaussianMap, evidence: list[np.ndarray]) -> list:
+        """The confident objects of ``gmap``, the tracker first given the frames' returns ``evidence``
+        in order (one tracker update at a time: the live background one and the rest)."""
+        with self._tracker_lock:
+            for points in evidence:
+                tracker.add_evidence(points)
+            return self._confident(tracker.update(gmap))
 
     def _adopt_background_objects(self) -> bool:
         """Take a finished background extraction's objects (True if there were new ones); its
@@ -238,12 +244,9 @@ class ObjectMappingPipeline:
             self._extract_objects()
 
     def _extract_objects(self) -> None:
-        with self._tracker_lock:
-            for points in self._pending_evidence:
-                self._tracker.add_evidence(points)
-            self._pending_evidence = []
-            started_s = time.monotonic()
-            self._objects = self._confident(self._tracker.update(self._mapper.map))
+        evidence, self._pending_evidence = self._pending_evidence, []
+        started_s = time.monotonic()
+        self._objects = self._update_tracker(self._tracker, self._mapper.map, evidence)
         self._objects_frame = self.frames_integrated
         self._objects_extracted_s = time.monotonic()
         self._extraction_duration_s = self._objects_extracted_s - started_s

@@ -8,7 +8,8 @@ LiDAR frame at the frame's stamp). Each synchronised frame goes to a newest-wins
 :class:`~ocgs_ros.mapping.pipeline.ObjectMappingPipeline` and publishes:
 
 * ``~/objects`` (``ObjectInstanceArray``, latched; after every integrated frame, stamped with it,
-  carrying the newest objects: extracted in the background every ``objects_period_s``),
+  carrying the newest objects: extracted after the frame, or in the background every
+  ``objects_period_s`` when that is > 0),
   ``~/object_markers`` (``MarkerArray``, latched; when new objects arrived),
 * ``~/gaussians`` (``PointCloud2``: x y z rgb opacity scale instance; throttled),
 * ``~/identity_image`` (rendered instance image from the current camera; off by default),
