@@ -86,9 +86,13 @@ class ObjectTracker:
         # and then, so updates are counted, not required in a row; identified objects are published
         # at once, as always
         published = {o.id for o in self.objects}  # (a loaded map's objects count as confirmed)
-        confirmed = [o for o in current if not o.unknown_kind or o.id in published
-                     or self._sightings[o.id] >= self.config.unknown_confirm_updates]
-        self._tentative = [o for o in current if not any(c is o for c in confirmed)]
+        confirmed, self._tentative = [], []
+        for obj in current:
+            if not obj.unknown_kind or obj.id in published \
+                    or self._sightings[obj.id] >= self.config.unknown_confirm_updates:
+                confirmed.append(obj)
+            else:
+                self._tentative.append(obj)
         self.objects = sorted(confirmed, key=lambda o: o.id)
         self.updates += 1
         return self.objects
