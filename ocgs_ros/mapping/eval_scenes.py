@@ -95,7 +95,3 @@ def held_out_view(world: TabletopWorld, index: int, config: MappingConfig) -> He
 
 def gt_box(obj) -> Box3D:
     return Box3D.from_yaw(obj.center, obj.size, obj.yaw)
-
-
-def object_box(obj) -> Box3D:
-    return Box3D(obj.box_center, obj.box_size, obj.box_rotation)

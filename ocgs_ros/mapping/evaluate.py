@@ -64,7 +64,7 @@ from ocgs_ros.gaussians.map import entries_from_logits
 from ocgs_ros.gaussians.objects import ObjectConfig
 from ocgs_ros.mapping.config import MappingConfig
 from ocgs_ros.mapping.eval_scenes import (EvalConfig, build_scene_map, frame_indices, gt_box,
-                                          held_out_view, make_world_config, mapping_frame, object_box)
+                                          held_out_view, make_world_config, mapping_frame)
 from ocgs_ros.mapping.evaluate_novel import DEFAULT_NOVEL_OUT, evaluate_novel, save_novel_figure, summary_lines
 from ocgs_ros.mapping.figures import colour_labels, save_panels
 from ocgs_ros.mapping.identity import GoclIdentity, SlotIndexIdentity, load_segmenter
@@ -189,7 +189,7 @@ def evaluate(cfg: EvalConfig, mapping: MappingConfig, identities, progress: bool
                           "gt_instances": h.instance, "scene": scene_index, "frame": h.index}
             bar.update(1)
         ious.extend(scene_ious)
-        gt_boxes, pred_boxes = [gt_box(o) for o in world.objects], [object_box(o) for o in objects]
+        gt_boxes, pred_boxes = [gt_box(o) for o in world.objects], [o.box() for o in objects]
         scene_matches = {iou: match_boxes(gt_boxes, pred_boxes, iou) for iou in RECALL_IOUS}
         for iou, match in scene_matches.items():
             matches[iou].append(match)

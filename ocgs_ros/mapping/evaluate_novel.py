@@ -32,7 +32,7 @@ from ocgs_ros.gaussians.eval_metrics import IdentityVotes, matched_instance_iou,
 from ocgs_ros.gaussians.objects import UNKNOWN_ENTRY, MapObject, extract_instances, render_instance_mask
 from ocgs_ros.mapping.config import MappingConfig
 from ocgs_ros.mapping.eval_scenes import (EvalConfig, build_scene_map, frame_indices, gt_box, held_out_view,
-                                          make_world_config, mapping_frame, object_box)
+                                          make_world_config, mapping_frame)
 from ocgs_ros.mapping.figures import colour_labels, save_panels
 from ocgs_ros.mapping.pipeline import ObjectMappingPipeline
 from ocgs_ros.settings import to_flat
@@ -153,7 +153,7 @@ def evaluate_novel(cfg: EvalConfig, mapping: MappingConfig, identity, progress: 
                  "num_gaussians": pipeline.stats()["gaussians"], "objects": [], "variants": {}}
         recalled = {}
         for variant, objs in objects.items():
-            oriented = (gt_boxes, [object_box(o) for o in objs])
+            oriented = (gt_boxes, [o.box() for o in objs])
             axis_aligned = ([aabb_of(b) for b in gt_boxes], [Box3D.from_aabb(o.aabb_min, o.aabb_max) for o in objs])
             boxes = {"aabb50": axis_aligned, "iou25": oriented, "iou50": oriented}
             for ruler, threshold in rulers.items():
