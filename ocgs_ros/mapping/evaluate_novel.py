@@ -102,7 +102,7 @@ class _Tally:
 def evaluate_novel(cfg: EvalConfig, mapping: MappingConfig, identity, progress: bool = True) -> tuple[dict, dict]:
     """Run the novel-kind evaluation (module docstring); returns ``(results, figure_data)``."""
     world_config = make_world_config(cfg)
-    # the geometric path on, whatever the node's default (off): this evaluation measures it
+    # the geometric path on whatever the settings say (the node has it on by default): this evaluation measures it
     geometric = dataclasses.replace(mapping, objects=dataclasses.replace(mapping.objects, unknown_objects=True))
     scenes = pick_novel_scenes(cfg, world_config)
     integrated_ids, heldout_ids = frame_indices(cfg, world_config.frames_per_orbit)
