@@ -3,8 +3,9 @@
 the expansion of footprint segments into pairs sorted by pixel (a counting sort) that
 :mod:`.footprints` uses when it is there.
 
-Built once per machine, at set-up (``scripts/setup_env.sh`` calls :func:`build`), with the toolchain the package already needs (g++ and ninja)
-through ``torch.utils.cpp_extension``: nothing is downloaded. The build folder under torch's
+Built once per machine, at set-up (``scripts/setup_env.sh`` calls :func:`build`), with the
+toolchain the package already needs (g++ and ninja) through ``torch.utils.cpp_extension``: nothing
+is downloaded. The build folder under torch's
 extension directory (``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``) is named by a
 hash of the source, so two checkouts or versions never rebuild each other's module.
 
@@ -90,7 +91,7 @@ def _extension():
 
 
 def fused_status() -> tuple[bool, str]:
-    """``(usable, reason)``; the first call builds or loads the extension."""
+    """``(usable, reason)``; the first call loads the built extension (it never builds)."""
     module = _extension()
     return module is not None, _state["reason"]
 
