@@ -132,13 +132,15 @@ class GaussianMap(nn.Module):
         weight, bias = self.identity_head.weight, self.identity_head.bias  # [C, F], [C]
         norm = weight.norm(dim=1).clamp_min(1e-6)
         unit = weight / norm[:, None]
+        if margin <= 0:
+            return unit[classes]
         # logit_j(alpha * unit_c) = alpha * (w_j . unit_c) + b_j; class c's lead over j grows at the rate
         # |w_c| - w_j . unit_c and starts at b_c - b_j: the scale that gives every j the margin
         rate = norm[:, None] - unit @ weight.T  # [C, C]: rate[c, j]
         start = bias[:, None] - bias[None, :]
         needed = torch.where(rate > 1e-6, (margin - start) / rate.clamp_min(1e-6), torch.zeros_like(rate))
         needed.fill_diagonal_(0.0)
-        scale = needed.amax(dim=1).clamp_min(1.0) if margin > 0 else torch.ones(len(weight))  # never below the unit row
+        scale = needed.amax(dim=1).clamp_min(1.0)  # never below the unit row
         return unit[classes] * scale[classes, None]
 
     def decode_identity(self, rendered_features: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
