@@ -1,6 +1,6 @@
 """bev_ablation: the gradient-calibration ablation, one command, same data / seeds / steps per arm.
 
-    python -m ocgs_ros.bev.ablation --work runs/bev3 --steps 560 --seeds 0 1 2 --beta 0.1 \\
+    python -m ocgs_ros.bev.ablation --work runs/bev2k --steps 2000 --seeds 0 1 2 --beta 1.0 \\
         --out docs/results/bev_ablation.json --ship ocgs_ros/models/bev_driving.pt
 
 Arms (all ``--preset small``, AdamW, identical schedule; only the calibration differs):
@@ -16,8 +16,8 @@ Arms (all ``--preset small``, AdamW, identical schedule; only the calibration di
 
 Three simulated splits are written under ``--work`` on first use (resumable): training, validation
 (held-out scenes, seed 1) and test (other held-out scenes, seed 2). Validation is what choices are
-made on (``--beta`` by the dev screen, ``--split val --arms sum partial --seeds 0``, which never
-evaluates the test split; docs/bev.md); the test split is evaluated once per finished run and is
+made on (``--beta`` by the dev screen, ``--split val --arms sum full_cal --seeds 0`` per candidate,
+which never evaluates the test split; docs/bev.md); the test split is evaluated once per finished run and is
 what the table reports. Each run lives in ``--work/ablation/<arm>_s<seed>`` (partial
 arms: ``<arm>_b<beta>_s<seed>``); a run is reused only when it finished with an equal training
 config and its checkpoint loads cleanly, so an interrupted ablation resumes. Then the command
@@ -339,8 +339,10 @@ def verdict(arms: dict[str, Any]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bev_ablation", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work", default="runs/bev3", help="data and run folders")
-    parser.add_argument("--steps", type=int, default=560)
+    parser.add_argument("--work", default="runs/bev2k", help="data and run folders")
+    # the shipped recipe's length: the default --beta (DEFAULT_PARTIAL_BETA) was chosen for it, and
+    # shorter runs want a smaller beta (docs/bev.md)
+    parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--arms", nargs="+", default=list(DEFAULT_ARMS), choices=list(ARMS))
