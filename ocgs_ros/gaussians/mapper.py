@@ -313,8 +313,9 @@ class OnlineMapper:
             # background at once on live frames (grow_background_margin)
             classes = target[vv, uu]
             identity = self.map.identity_features_for(classes, 0.0)
-            background = classes == 0
-            identity[background] = self.map.identity_features_for(classes[background], background_margin)
+            if background_margin > 0:  # at 0 (offline frames) the unit rows above are already theirs
+                background = classes == 0
+                identity[background] = self.map.identity_features_for(classes[background], background_margin)
         added = len(self.map.add_gaussians(points_world[idx], colors, identity=identity))
         self.densifier.added(added)
         return added
