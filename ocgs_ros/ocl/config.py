@@ -9,6 +9,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from .schedules import TAU_SCHEDULES
+
 # Extrinsic latent layout: [x, y, log_scale_x, log_scale_y, extra...]. Position and scale are
 # what the decoder needs to place and size an object; extra dims (e.g. orientation, depth order)
 # are free latent pose attributes the decoder may use.
@@ -16,8 +18,7 @@ EXTRINSIC_POSITION_SCALE_DIMS = 4
 
 # Values of ``target`` / ``encoder_input``.
 FEATURE_SOURCES = ("pixels", "vit_features")
-# Values of ``tau_schedule`` (ocl/schedules.py) and ``grad_clip_norm`` (ocl/optim.py).
-TAU_SCHEDULES = ("exponential", "cosine")
+# Values of ``grad_clip_norm`` (ocl/optim.py); those of ``tau_schedule`` are the schedule's own.
 GRAD_CLIP_NORMS = ("l2", "inf")
 
 

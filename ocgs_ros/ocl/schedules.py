@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import math
 
+# Shapes of the Gumbel temperature anneal (GoclConfig.tau_schedule validates against this too).
+TAU_SCHEDULES = ("exponential", "cosine")
+
 
 def gumbel_tau(step: int, tau_start: float = 1.0, tau_end: float = 0.1, anneal_steps: int = 20000,
                anneal_start: int = 0, shape: str = "exponential") -> float:
@@ -17,8 +20,8 @@ def gumbel_tau(step: int, tau_start: float = 1.0, tau_end: float = 0.1, anneal_s
         raise ValueError(f"step must be >= 0, got {step}")
     if not 0.0 < tau_end <= tau_start:
         raise ValueError(f"need 0 < tau_end <= tau_start, got {tau_start} -> {tau_end}")
-    if shape not in ("exponential", "cosine"):
-        raise ValueError(f"unknown tau schedule shape {shape!r}; choose 'exponential' or 'cosine'")
+    if shape not in TAU_SCHEDULES:
+        raise ValueError(f"unknown tau schedule shape {shape!r}; choose one of {list(TAU_SCHEDULES)}")
     if anneal_start > 0 and anneal_start >= anneal_steps:
         raise ValueError(f"need anneal_start < anneal_steps, got {anneal_start} >= {anneal_steps}")
     if anneal_steps <= 0 or step >= anneal_steps:
