@@ -90,6 +90,31 @@ def test_most_redundant_keyframe_drops_the_old_near_duplicate():
     assert most_redundant_keyframe(poses[:2], protect_newest=2, translation_scale_m=0.05, rotation_scale_deg=5.0) is None
 
 
+def test_most_redundant_keyframe_matches_the_pairwise_definition():
+    from scipy.spatial.transform import Rotation
+
+    from ocgs_ros.gaussians.keyframes import most_redundant_keyframe, pose_change
+
+    rng = np.random.default_rng(4)
+    for trial in range(20):
+        count = int(rng.integers(2, 50))
+        poses = []
+        for _ in range(count):
+            T = np.eye(4)
+            T[:3, :3] = Rotation.from_rotvec(rng.normal(scale=0.3, size=3)).as_matrix()
+            T[:3, 3] = rng.normal(scale=0.5, size=3)
+            poses.append(T)
+        protect = int(rng.integers(0, 5))
+        candidates = count - protect
+        expected = None
+        if candidates > 0:  # the definition, pair by pair: the nearest other keyframe, first minimum
+            nearest = [min(moved / 0.05 + turned / 5.0 for moved, turned in
+                           (pose_change(poses[i], poses[j]) for j in range(count) if j != i))
+                       for i in range(candidates)]
+            expected = int(np.argmin(nearest))
+        assert most_redundant_keyframe(poses, protect, 0.05, 5.0) == expected, trial
+
+
 def test_keyframe_list_stays_within_its_budget():
     world = TabletopWorld(TabletopConfig.from_dict({"camera": {"width": 32, "height": 24},
                                                     "lidar": {"beams": 8, "azimuth_steps": 128}}), seed=3)
