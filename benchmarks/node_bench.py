@@ -4,7 +4,7 @@
 standalone over loopback DDS and in the one-process bring-up with the simulator.
 
     OMP_NUM_THREADS=1 python benchmarks/node_bench.py [--rate 10] [--duration-s 30] [--bringup-s 60]
-                                                     [--out docs/results/node_bench.json]
+                                                     [--repeats 2] [--out docs/results/node_bench.json]
 
 Standalone: the node runs in its own process with the package YAML (plus the configuration's
 overrides); this process replays pre-rendered simulator frames (320x240 camera, 32x1024 LiDAR, the
@@ -24,6 +24,13 @@ default configuration, 64x64 by the baseline) for ``--bringup-s`` seconds, figur
 ``speedup_frames_per_s`` = default / baseline frames integrated per second, standalone (and the
 same for the bring-up); ``speedup_frames_per_s_square128`` the same for ``square128``. The machine
 load (``os.getloadavg``) is recorded before and after.
+
+Repeats (``--repeats``, default 2): the configurations run in interleaved rounds (baseline, default,
+square128, baseline, ...), so slow spells of the shared machine hit every configuration alike. On
+this machine one configuration gave 3.1 and 4.5 frames/s in two runs half an hour apart. Each
+configuration's figures are the medians over its rounds (``rounds`` keeps every round's entry);
+each speedup is the median of the per-round ratios (``*_rounds`` lists them), a ratio within one
+round comparing runs minutes apart.
 """
 from __future__ import annotations
 
@@ -215,9 +222,27 @@ def bringup(name: str, args, out: Path) -> dict:
     }
 
 
-def _ratio(results: dict, key: str = "frames_integrated_per_s", new_name: str = "default") -> float | None:
-    base, new = results.get("baseline", {}).get(key), results.get(new_name, {}).get(key)
-    return round(new / base, 2) if base and new is not None else None
+def _median_entry(rounds: list[dict]) -> dict:
+    """One configuration over its rounds: every numeric figure's median, the rest from the first
+    round, and each round's own entry under ``rounds``."""
+    entry = dict(rounds[0])
+    for key, value in rounds[0].items():
+        values = [r.get(key) for r in rounds]
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and None not in values:
+            entry[key] = round(float(np.median(values)), 3)
+    entry["rounds"] = rounds
+    return entry
+
+
+def _round_ratios(rounds_by_name: dict[str, list[dict]], new_name: str = "default") -> list[float]:
+    """``new_name`` / baseline frames/s of each round (runs of one round are minutes apart)."""
+    pairs = zip(rounds_by_name.get("baseline", []), rounds_by_name.get(new_name, []))
+    return [round(new["frames_integrated_per_s"] / base["frames_integrated_per_s"], 2)
+            for base, new in pairs if base["frames_integrated_per_s"]]
+
+
+def _median_ratio(ratios: list[float]) -> float | None:
+    return round(float(np.median(ratios)), 2) if ratios else None
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -230,6 +255,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--configurations", nargs="+", default=list(CONFIGURATIONS), choices=list(CONFIGURATIONS))
     parser.add_argument("--gocl", default="", help="GOCL checkpoint (default: the shipped one, else 'none')")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=2, help="interleaved rounds of every configuration")
     parser.add_argument("--out", default="docs/results/node_bench.json", help="JSON result; logs go to runs/node_bench")
     args = parser.parse_args(argv)
 
@@ -246,23 +272,33 @@ def main(argv: list[str] | None = None) -> dict:
     results: dict = {"command": "python benchmarks/node_bench.py " + " ".join(sys.argv[1:] if argv is None else argv),
                      "gocl_checkpoint": args.gocl, "camera": list(CAMERA), "input_rate_hz": args.rate,
                      "duration_s": args.duration_s, "torch_threads": 1, "configurations": {}}
+    results["repeats"] = args.repeats
+    rounds: dict[str, list[dict]] = {name: [] for name in args.configurations}
     rclpy.init()
     try:
-        for name in args.configurations:
-            entry = standalone(name, CONFIGURATIONS[name], args, static, frames, logs)
-            results["configurations"][name] = entry
-            print(f"standalone {name}: {json.dumps(entry)}", flush=True)
+        for round_index in range(args.repeats):
+            for name in args.configurations:
+                entry = standalone(name, CONFIGURATIONS[name], args, static, frames, logs)
+                rounds[name].append(entry)
+                print(f"standalone {name} (round {round_index + 1}): {json.dumps(entry)}", flush=True)
     finally:
         rclpy.try_shutdown()
-    results["speedup_frames_per_s"] = _ratio(results["configurations"])
-    results["speedup_frames_per_s_square128"] = _ratio(results["configurations"], new_name="square128")
+    results["configurations"] = {name: _median_entry(entries) for name, entries in rounds.items()}
+    for key, new_name in (("speedup_frames_per_s", "default"), ("speedup_frames_per_s_square128", "square128")):
+        results[f"{key}_rounds"] = _round_ratios(rounds, new_name)
+        results[key] = _median_ratio(results[f"{key}_rounds"])
     if args.bringup_s > 0:
-        results["bringup"] = {"duration_s": args.bringup_s, "configurations": {}}
-        for name in (n for n in args.configurations if n in BRINGUP_VIEW):  # its camera is 128x128 already
-            entry = bringup(name, args, logs)
-            results["bringup"]["configurations"][name] = entry
-            print(f"bring-up {name}: {json.dumps(entry)}", flush=True)
-        results["bringup"]["speedup_frames_per_s"] = _ratio(results["bringup"]["configurations"])
+        names = [n for n in args.configurations if n in BRINGUP_VIEW]  # its camera is 128x128 already
+        bringup_rounds: dict[str, list[dict]] = {name: [] for name in names}
+        for round_index in range(args.repeats):
+            for name in names:
+                entry = bringup(name, args, logs)
+                bringup_rounds[name].append(entry)
+                print(f"bring-up {name} (round {round_index + 1}): {json.dumps(entry)}", flush=True)
+        results["bringup"] = {"duration_s": args.bringup_s,
+                              "configurations": {name: _median_entry(e) for name, e in bringup_rounds.items()}}
+        results["bringup"]["speedup_frames_per_s_rounds"] = _round_ratios(bringup_rounds)
+        results["bringup"]["speedup_frames_per_s"] = _median_ratio(results["bringup"]["speedup_frames_per_s_rounds"])
     results["load_average_before"] = [round(x, 2) for x in load_before]
     results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     atomic_write_json(Path(args.out), results)
