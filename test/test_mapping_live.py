@@ -21,7 +21,7 @@ from ocgs_ros.sim.tabletop import TabletopWorld
 # extraction (the first frame's), then none
 LIVE = {"view.process_width": 64, "view.process_height": 48, "view.max_points": 3000, "seed": 3,
         "mapper.iterations_per_frame": 2, "mapper.frame_budget_ms": 0.0, "mapper.grow_background_margin": 0.0,
-        "objects_period_s": 1e6}
+        "mapper.live_init_opacity": 0.0, "objects_period_s": 1e6}
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +90,15 @@ def test_close_waits_for_a_running_background_extraction_within_its_bound(world_
     assert not pipeline.close(timeout_s=0.05)  # bounded: reports it is still running
     release.set()
     assert pipeline.close(timeout_s=10.0)
+
+
+def test_live_frames_grow_gaussians_at_the_live_opacity_and_offline_frames_at_the_maps(world_frames):
+    world, frames = world_frames
+    config = from_flat(MappingConfig, {**LIVE, "gocl.checkpoint": "none", "mapper.live_init_opacity": 0.3,
+                                       "objects_period_s": 0.0})
+    live, offline = ObjectMappingPipeline(config), ObjectMappingPipeline(config)
+    live.process(frames[0], live=True)
+    offline.process(frames[0])
+    # the first frame's Gaussians, after its optimisation iterations: near where they started
+    assert float(live.map.opacities_act().median()) == pytest.approx(0.3, abs=0.05)
+    assert float(offline.map.opacities_act().median()) == pytest.approx(config.map.init_opacity, abs=0.05)
