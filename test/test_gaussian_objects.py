@@ -317,3 +317,21 @@ def test_table_gaussians_beside_an_object_that_took_its_identity_do_not_widen_it
         ObjectConfig(ground_clearance=-0.01)
     with pytest.raises(ValueError):
         ObjectConfig(footprint_margin=-0.01)
+
+
+def test_a_few_large_faint_gaussians_in_an_object_do_not_inflate_its_box():
+    # a live map fitted one iteration a frame keeps blobs of 0.15 m std among 8 mm surface patches
+    gmap = _empty_map()
+    _add(gmap, _column([0.0, 0.0], 60, 1), channel=3)
+    blobs = np.array([[0.0, 0.005, 0.04], [0.005, 0.0, 0.05], [-0.005, 0.0, 0.03]])  # 5 %: more than box_trim
+    _add(gmap, blobs, channel=3, opacity=0.2, scales=(0.15,) * 3)
+    _table_around(gmap, [(0.0, 0.0, 0.025)])
+    config = ObjectConfig(min_gaussians=20)
+    (obj,) = extract_instances(gmap, config)
+    column_reach = 0.02 + 3 * config.box_sigma * GAUSSIAN_STD  # radius + the cap: 3x the median reach
+    assert np.all(obj.box_size[:2] < 2 * column_reach) and obj.aabb_max[2] < 0.08 + column_reach
+    assert obj.num_gaussians == 63  # the blobs still belong to the object, they only reach less far
+    (inflated,) = extract_instances(gmap, dataclasses.replace(config, box_extent_ratio=0.0))  # the cap off
+    assert np.all(inflated.box_size[:2] > 0.5)
+    with pytest.raises(ValueError):
+        ObjectConfig(box_extent_ratio=0.5)

@@ -253,10 +253,15 @@ def _recall_figures(matches: dict[float, list]) -> dict:
     return out
 
 
+def _extent_cap(config: ObjectConfig) -> str:
+    ratio = config.box_extent_ratio
+    return f" (at most {ratio:g}x the object's median)" if ratio > 0 else ""
+
+
 def _box_description(config: ObjectConfig) -> str:
     return (f"oriented 3D IoU (ocgs_ros.evaluation.boxes; GT: the simulator's box; instance: its gravity-aligned "
-            f"box over its Gaussians, centre +- {config.box_sigma:g} std, {100 * config.box_trim:g}% trimmed per "
-            f"face, bottom snapped to the support within {100 * config.support_snap:g} cm; support at its "
+            f"box over its Gaussians, centre +- {config.box_sigma:g} std{_extent_cap(config)}, "
+            f"{100 * config.box_trim:g}% trimmed per face, bottom snapped to the support within {100 * config.support_snap:g} cm; support at its "
             f"Gaussians' centres + {config.support_top_sigma:g} std along up; Gaussians under "
             f"{100 * config.ground_clearance:g} cm above it neither join objects nor widen the footprint by over "
             f"{100 * config.footprint_margin:g} cm), Hungarian one-to-one, at IoU "

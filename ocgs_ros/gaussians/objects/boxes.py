@@ -2,7 +2,8 @@
 Gaussians, and the Gaussians' covariances in the map frame.
 
 Boxes cover each Gaussian's centre +- ``box_sigma`` standard deviations (a Gaussian is a surface
-patch, not a point), with the outermost ``box_trim`` fraction per face ignored. The oriented box is
+patch, not a point), with the outermost ``box_trim`` fraction per face ignored and no Gaussian
+reaching further than ``box_extent_ratio`` times its object's median reach. The oriented box is
 gravity-aligned by default (``up_axis``; yaw from the principal axes of the footprint), which suits
 objects standing on a support; ``up_axis=None`` gives a full 3D PCA box.
 """
@@ -60,6 +61,15 @@ def aabbs_overlap(min_a: np.ndarray, max_a: np.ndarray, min_b: np.ndarray, max_b
     cost of six comparisons. The tracker and the merge test every pair of objects each update, and
     most pairs are far apart: this settles them without the general box intersection."""
     return bool(np.all(np.minimum(max_a, max_b) > np.maximum(min_a, min_b)))
+
+
+def capped_extents(extent: np.ndarray, ratio: float) -> np.ndarray:
+    """``extent [P,3]`` (how far each Gaussian of one object reaches along each axis) capped at
+    ``ratio`` times the object's median per axis; ``ratio`` 0 leaves it as it is. One faint blob
+    many times larger than its neighbours is not evidence of the object's extent (``box_extent_ratio``)."""
+    if ratio <= 0 or len(extent) == 0:
+        return extent
+    return np.minimum(extent, ratio * np.median(extent, axis=0))
 
 
 def trimmed_bounds(points: np.ndarray, extent: np.ndarray, trim: float) -> tuple[np.ndarray, np.ndarray]:

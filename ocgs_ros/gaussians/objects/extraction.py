@@ -28,7 +28,7 @@ from scipy.sparse.csgraph import connected_components
 from ocgs_ros.evaluation import Box3D, box_iou_3d
 from ocgs_ros.gaussians.map import GaussianMap, entries_from_logits
 
-from .boxes import aabbs_overlap, axis_std, oriented_box, trimmed_bounds, world_covariance
+from .boxes import aabbs_overlap, axis_std, capped_extents, oriented_box, trimmed_bounds, world_covariance
 from .clustering import connected_labels
 from .config import ObjectConfig
 from .map_object import UNKNOWN_ENTRY, MapObject
@@ -117,6 +117,7 @@ def _boxed_object(provisional_id: int, code: int, confidence: float, pts: np.nda
     """The object over points ``pts`` (Gaussians ``indices``, their surfaces reaching
     ``half_extents`` along the map axes), its boxes standing on the support; None for a patch of the
     support itself (rising less than ``min_rise``)."""
+    half_extents = capped_extents(half_extents, config.box_extent_ratio)
     center, size, rotation = oriented_box(pts, support.up, half_extents, config.box_trim)
     aabb_min, aabb_max = trimmed_bounds(pts, half_extents, config.box_trim)
     height = support.height_near(pts, support_below)
@@ -141,7 +142,8 @@ def _merge_overlapping(groups: list[tuple[int, np.ndarray]], means: np.ndarray, 
     that they are separate objects."""
     if len(groups) < 2:
         return groups
-    bounds = [trimmed_bounds(means[idx], std[idx], config.box_trim) for _, idx in groups]
+    bounds = [trimmed_bounds(means[idx], capped_extents(std[idx], config.box_extent_ratio), config.box_trim)
+              for _, idx in groups]
     boxes = [Box3D.from_aabb(*b) for b in bounds]
     rows, cols = [], []
     for i in range(len(groups)):
