@@ -255,7 +255,7 @@ def _recall_figures(matches: dict[float, list]) -> dict:
 
 def _extent_cap(config: ObjectConfig) -> str:
     ratio = config.box_extent_ratio
-    return f" (at most {ratio:g}x the object's median)" if ratio > 0 else ""
+    return f" (one reaching over {ratio:g}x the object's median counted at the median)" if ratio > 0 else ""
 
 
 def _box_description(config: ObjectConfig) -> str:

@@ -2,8 +2,8 @@
 Gaussians, and the Gaussians' covariances in the map frame.
 
 Boxes cover each Gaussian's centre +- ``box_sigma`` standard deviations (a Gaussian is a surface
-patch, not a point), with the outermost ``box_trim`` fraction per face ignored and no Gaussian
-reaching further than ``box_extent_ratio`` times its object's median reach. The oriented box is
+patch, not a point), with the outermost ``box_trim`` fraction per face ignored and a Gaussian
+reaching further than ``box_extent_ratio`` times its object's median reach counted at the median. The oriented box is
 gravity-aligned by default (``up_axis``; yaw from the principal axes of the footprint), which suits
 objects standing on a support; ``up_axis=None`` gives a full 3D PCA box.
 """
@@ -64,12 +64,15 @@ def aabbs_overlap(min_a: np.ndarray, max_a: np.ndarray, min_b: np.ndarray, max_b
 
 
 def capped_extents(extent: np.ndarray, ratio: float) -> np.ndarray:
-    """``extent [P,3]`` (how far each Gaussian of one object reaches along each axis) capped at
-    ``ratio`` times the object's median per axis; ``ratio`` 0 leaves it as it is. One faint blob
-    many times larger than its neighbours is not evidence of the object's extent (``box_extent_ratio``)."""
+    """``extent [P,3]`` (how far each Gaussian of one object reaches along each axis), where a
+    Gaussian reaching further than ``ratio`` times the object's median along any axis counts with
+    the median reach; ``ratio`` 0 leaves it as it is. A blob many times larger than its neighbours
+    is not a surface patch, so its size is no evidence of the object's extent (``box_extent_ratio``)."""
     if ratio <= 0 or len(extent) == 0:
         return extent
-    return np.minimum(extent, ratio * np.median(extent, axis=0))
+    median = np.median(extent, axis=0)
+    outlier = np.any(extent > ratio * median, axis=1)
+    return np.where(outlier[:, None], median, extent)
 
 
 def trimmed_bounds(points: np.ndarray, extent: np.ndarray, trim: float) -> tuple[np.ndarray, np.ndarray]:
