@@ -335,3 +335,49 @@ def test_a_few_large_faint_gaussians_in_an_object_do_not_inflate_its_box():
     assert np.all(inflated.box_size[:2] > 0.5)
     with pytest.raises(ValueError):
         ObjectConfig(box_extent_ratio=0.5)
+
+
+def test_stray_elevated_gaussians_far_off_do_not_keep_the_table_between_them_and_the_object():
+    # the dev map's magenta cylinder (novel-kind world, dataset seed 17): two elevated Gaussians of
+    # its entry 25 cm away kept every table Gaussian of that entry in between, and its box 16 cm wide
+    gmap = _empty_map()
+    _add(gmap, _column([0.0, 0.0], 150, 1), channel=3)
+    skirt = np.c_[np.random.default_rng(2).uniform([0.015, -0.02], [0.25, 0.02], (400, 2)), np.zeros(400)]
+    _add(gmap, skirt, channel=3)  # table Gaussians that took the object's identity, out to 25 cm
+    _add(gmap, np.array([[0.24, 0.0, 0.015], [0.245, 0.005, 0.018]]), channel=3)  # two strays over them
+    _table_around(gmap, [(0.0, 0.0, 0.025)])
+    config = ObjectConfig(min_gaussians=20, box_sigma=0.0)
+    (obj,) = extract_instances(gmap, config)
+    assert obj.aabb_max[0] < 0.02 + config.footprint_margin + 3e-3  # the column, its margin and no more
+    (untrimmed,) = extract_instances(gmap, dataclasses.replace(config, box_trim=0.0))  # no trim: the old rule
+    assert untrimmed.aabb_max[0] > 0.2
+
+
+def test_one_object_cut_in_two_by_a_band_of_background_decoded_gaussians_is_one_instance():
+    # a dev cone (novel-kind world, dataset seed 19): its foot and its top took one entry, a band
+    # between them decoded as background; stacked, the parts' boxes do not overlap at all
+    gmap = _empty_map()
+    rng = np.random.default_rng(3)
+    foot = np.c_[rng.uniform(-0.03, 0.03, (150, 2)), rng.uniform(0.0, 0.05, 150)]
+    top = np.c_[rng.uniform(-0.02, 0.02, (100, 2)), rng.uniform(0.08, 0.12, 100)]
+    band = np.c_[rng.uniform(-0.025, 0.025, (60, 2)), rng.uniform(0.05, 0.08, 60)]
+    _add(gmap, foot, channel=3)
+    _add(gmap, top, channel=3)
+    _add(gmap, band, channel=0)
+    _table_around(gmap, [(0.0, 0.0, 0.035)])
+    config = ObjectConfig(min_gaussians=20, box_sigma=0.0, box_trim=0.0)
+    (obj,) = extract_instances(gmap, config)
+    assert obj.codebook_entry == 2 and obj.num_gaussians == 250
+    assert obj.aabb_min[2] == pytest.approx(0.0, abs=2e-3) and obj.aabb_max[2] == pytest.approx(0.12, abs=2e-3)
+    # two entries stacked the same way are one object too (their 3D IoU is 0: merge_iou alone keeps two)
+    relabelled = _empty_map()
+    _add(relabelled, foot, channel=3)
+    _add(relabelled, top, channel=4)
+    _add(relabelled, band, channel=0)
+    _table_around(relabelled, [(0.0, 0.0, 0.035)])
+    (mixed,) = extract_instances(relabelled, config)
+    assert mixed.codebook_entry == 2 and mixed.num_gaussians == 250
+    parts = extract_instances(gmap, dataclasses.replace(config, footprint_merge_iou=2.0))  # the rule off
+    assert sorted(o.num_gaussians for o in parts) == [100, 150]
+    with pytest.raises(ValueError):
+        ObjectConfig(footprint_merge_iou=0.0)

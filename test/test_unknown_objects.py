@@ -87,7 +87,7 @@ def test_a_novel_object_left_to_the_background_is_an_object_of_unknown_kind():
     assert [o.codebook_entry for o in off] == [2]
 
 
-def test_the_geometric_path_never_changes_an_identified_object():
+def test_the_geometric_path_never_changes_an_identified_object_beside_a_novel_one():
     gmap = _known_and_novel_map()
     # background Gaussians of the known object (its top, GOCL missed it) and a flat patch on the table
     _add(gmap, _column([-0.06, 0.0], 40, 7, height=0.1) + [0, 0, 0.0], NOVEL_PROBS)
@@ -103,6 +103,25 @@ def test_the_geometric_path_never_changes_an_identified_object():
     # the known object's stray background Gaussians are inside its box: explained, no extra object;
     # the flat patch rises under the clearance: not an object either
     assert [o.codebook_entry for o in with_path] == [2, UNKNOWN_ENTRY]
+
+
+def test_the_unnamed_foot_of_a_known_object_joins_its_box_instead_of_becoming_an_object():
+    # a dev cone (novel-kind world, dataset seed 17): GOCL named its upper part and left its wider
+    # foot to the background; the foot, standing on the same footprint, was a second object
+    gmap = _empty_map()
+    _add(gmap, _column([0.0, 0.0], 200, 1, radius=0.03, height=0.07) + [0.0, 0.0, 0.05], _one_hot(3))
+    named = gmap.num_gaussians
+    rng = np.random.default_rng(2)
+    foot = np.c_[rng.uniform(-0.045, 0.045, (400, 2)), rng.uniform(0.0, 0.05, 400)]  # wider than the column
+    _add(gmap, foot, NOVEL_PROBS)
+    _table(gmap, [(0.0, 0.0, 0.065)])
+    (obj,) = extract_instances(gmap, CONFIG)
+    assert obj.codebook_entry == 2 and not obj.unknown_kind
+    assert obj.num_gaussians >= named + 0.9 * len(foot)  # the foot's Gaussians are the object's
+    assert obj.aabb_min[0] == pytest.approx(-0.045, abs=3e-3) and obj.aabb_max[0] == pytest.approx(0.045, abs=3e-3)
+    assert obj.aabb_min[2] == pytest.approx(0.0, abs=2e-3) and obj.aabb_max[2] == pytest.approx(0.12, abs=3e-3)
+    split = extract_instances(gmap, dataclasses.replace(CONFIG, footprint_merge_iou=2.0))  # the rule off
+    assert sorted(o.codebook_entry for o in split) == [UNKNOWN_ENTRY, 2]
 
 
 def test_wide_structure_is_not_an_object():

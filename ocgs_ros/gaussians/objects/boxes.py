@@ -83,6 +83,22 @@ def trimmed_bounds(points: np.ndarray, extent: np.ndarray, trim: float) -> tuple
     return np.quantile(low, trim, axis=0), np.quantile(high, 1 - trim, axis=0)
 
 
+def footprint_bounds(points: np.ndarray, extent: np.ndarray, frame: np.ndarray,
+                     trim: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(min [2], max [2])`` of the footprint of ``points [P,3]`` (each reaching ``extent [P,3]``
+    along the map axes) on the support: in the first two axes of ``frame`` (its third is up),
+    ignoring the ``trim`` fraction beyond each side."""
+    across = frame[:, :2]
+    return trimmed_bounds(points @ across, extent @ np.abs(across), trim)
+
+
+def footprint_iou(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> float:
+    """Intersection over union of two footprints ``(min, max)`` (:func:`footprint_bounds`)."""
+    overlap = np.prod(np.clip(np.minimum(a[1], b[1]) - np.maximum(a[0], b[0]), 0.0, None))
+    union = np.prod(a[1] - a[0]) + np.prod(b[1] - b[0]) - overlap
+    return float(overlap / union) if union > 0 else 0.0
+
+
 @torch.no_grad()
 def world_covariance(gmap: GaussianMap) -> np.ndarray:
     """Covariance of every Gaussian in the map frame ``[N, 3, 3]`` (gsplat's, from quaternion and

@@ -16,7 +16,11 @@ entry (its confidence, the mean probability of that entry, then shows the disagr
 Boxes stand on the support (:class:`~.support.SupportSurface`): its up axis is the normal of the
 plane fitted to the background (a table, the ground), so the same code serves a tabletop and a
 road; only the scale settings differ (``config/tabletop.yaml``, ``config/outdoor.yaml``).
-Then the geometric path (:mod:`.unknown`) adds the objects no codebook entry names, with entry -1.
+Components standing on one footprint (IoU ``footprint_merge_iou`` on the support) are one object
+whatever their entries: objects on a support never share a footprint, while GOCL may name an
+object's foot and top apart, or a band of background-decoded Gaussians cut one entry's object in two.
+Then the geometric path (:mod:`.unknown`) adds the objects no codebook entry names, with entry -1;
+a cluster on an identified object's footprint joins that object instead.
 """
 from __future__ import annotations
 
@@ -28,7 +32,8 @@ from scipy.sparse.csgraph import connected_components
 from ocgs_ros.evaluation import Box3D, box_iou_3d
 from ocgs_ros.gaussians.map import GaussianMap, entries_from_logits
 
-from .boxes import aabbs_overlap, axis_std, capped_extents, oriented_box, trimmed_bounds, world_covariance
+from .boxes import (aabbs_overlap, axis_std, capped_extents, footprint_bounds, footprint_iou, oriented_box,
+                    trimmed_bounds, world_covariance)
 from .clustering import connected_labels
 from .config import ObjectConfig
 from .map_object import UNKNOWN_ENTRY, MapObject
@@ -75,8 +80,8 @@ def extract_instances(gmap: GaussianMap, config: ObjectConfig | None = None,
             component = members[labels == label]
             if len(component) >= config.min_gaussians:
                 groups += [(int(code), part) for part in support.split_at_ground(means, component)]
-    if config.merge_iou <= 1.0:
-        groups = _merge_overlapping(groups, means, std, config)
+    if config.merge_iou <= 1.0 or (support.enabled and config.footprint_merge_iou <= 1.0):
+        groups = _merge_overlapping(groups, means, std, support, config)
     objects: list[MapObject] = []
     for code, indices in groups:
         indices = support.trim_ground_footprint(means, indices)
@@ -92,6 +97,8 @@ def extract_instances(gmap: GaussianMap, config: ObjectConfig | None = None,
     for obj in identified:
         unowned[obj.gaussian_indices] = False
     evidence = np.zeros((0, 3)) if evidence is None else np.asarray(evidence, dtype=np.float64).reshape(-1, 3)
+    footprints = None  # the identified objects' footprints, once a cluster needs them
+    joined: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}  # identified k -> parts no entry named
     for cluster in unknown_clusters(means, std, usable, evidence, identified, support, config):
         # the object's own Gaussians are background too: only the surface under the clearance is support
         below = support.plane_height + config.unknown_clearance
@@ -103,12 +110,59 @@ def extract_instances(gmap: GaussianMap, config: ObjectConfig | None = None,
         if len(indices) < config.unknown_min_gaussians:
             continue  # returns the map does not explain (something since removed, range noise)
         unowned[indices] = False  # two unknown-kind boxes never share a Gaussian
+        if footprints is None:
+            footprints = [_footprint(means[o.gaussian_indices], std[o.gaussian_indices], support, config)
+                          for o in identified]
+        owner = _footprint_owner(_footprint(*cluster.box_points(), support, config), footprints, config)
+        if owner is not None:
+            joined.setdefault(owner, []).append((*cluster.box_points(), indices))
+            continue
         obj.gaussian_indices, obj.num_gaussians = indices, int(len(indices))
         obj.confidence = float(probs[indices, 0].mean())
         obj.mean_color = colors[indices].mean(axis=0).astype(np.float64)
         obj.nearest_codebook_entry, obj.nearest_codebook_distance = nearest_entry(entry_probs[indices])
         objects.append(obj)
+    for k, parts in joined.items():
+        objects[k] = _with_unnamed_parts(objects[k], parts, means, std, colors, support, config)
     return objects
+
+
+def _footprint(points: np.ndarray, extent: np.ndarray, support: SupportSurface,
+               config: ObjectConfig) -> tuple[np.ndarray, np.ndarray] | None:
+    """The footprint on the support of points reaching ``extent`` (None without a support estimate)."""
+    if not support.enabled or config.footprint_merge_iou > 1.0 or len(points) == 0:
+        return None
+    return footprint_bounds(points, capped_extents(extent, config.box_extent_ratio), support.frame, config.box_trim)
+
+
+def _footprint_owner(footprint, footprints: list, config: ObjectConfig) -> int | None:
+    """Index of the footprint in ``footprints`` that ``footprint`` overlaps most, if by
+    ``footprint_merge_iou`` or more."""
+    if footprint is None:
+        return None
+    overlaps = [footprint_iou(footprint, other) if other is not None else 0.0 for other in footprints]
+    if not overlaps or max(overlaps) < config.footprint_merge_iou:
+        return None
+    return int(np.argmax(overlaps))
+
+
+def _with_unnamed_parts(obj: MapObject, parts: list, means: np.ndarray, std: np.ndarray, colors: np.ndarray,
+                        support: SupportSurface, config: ObjectConfig) -> MapObject:
+    """``obj`` re-boxed over its own Gaussians and the unknown-kind clusters ``parts``
+    (``(points, extents, Gaussian indices)`` each) standing on its footprint; its entry, confidence
+    and id stay (a part no entry named says nothing of which object it is)."""
+    indices = np.unique(np.concatenate([obj.gaussian_indices, *[idx for _, _, idx in parts]]))
+    points = np.concatenate([means[obj.gaussian_indices], *[p for p, _, _ in parts]])
+    extents = np.concatenate([std[obj.gaussian_indices], *[e for _, e, _ in parts]])
+    # the parts are background-decoded Gaussians: only the surface under the clearance is support
+    below = support.plane_height + config.unknown_clearance
+    boxed = _boxed_object(obj.id, obj.codebook_entry, obj.confidence, points, extents, indices, colors, support,
+                          config, below)
+    if boxed is None:
+        return obj
+    boxed.nearest_codebook_entry, boxed.nearest_codebook_distance = obj.nearest_codebook_entry, \
+        obj.nearest_codebook_distance
+    return boxed
 
 
 def _boxed_object(provisional_id: int, code: int, confidence: float, pts: np.ndarray, half_extents: np.ndarray,
@@ -134,23 +188,55 @@ def _boxed_object(provisional_id: int, code: int, confidence: float, pts: np.nda
         mean_color=mean_color, gaussian_indices=indices.astype(np.int64))
 
 
+class _ElevatedFootprints:
+    """Footprints on the support of the groups' Gaussians above ground level, computed when a pair
+    needs them: finding the ground level queries the background around each group, and most pairs
+    are told apart by the footprints of all their Gaussians at full reach, which contain them."""
+
+    def __init__(self, groups: list[tuple[int, np.ndarray]], means: np.ndarray, std: np.ndarray,
+                 support: SupportSurface, config: ObjectConfig):
+        self.groups, self.means, self.std, self.support, self.config = groups, means, std, support, config
+        self.enabled = support.enabled and config.footprint_merge_iou <= 1.0
+        self.outer = [footprint_bounds(means[idx], std[idx], support.frame, 0.0) for _, idx in groups] \
+            if self.enabled else []
+        self.cache: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
+
+    def _elevated(self, k: int):
+        if k not in self.cache:
+            up = self.support.elevated(self.means, self.groups[k][1])
+            self.cache[k] = _footprint(self.means[up], self.std[up], self.support, self.config)
+        return self.cache[k]
+
+    def overlap(self, i: int, j: int) -> float:
+        """Footprint IoU of groups ``i`` and ``j`` (0 when footprints are off)."""
+        if not self.enabled or footprint_iou(self.outer[i], self.outer[j]) == 0.0:
+            return 0.0
+        a, b = self._elevated(i), self._elevated(j)
+        return 0.0 if a is None or b is None else footprint_iou(a, b)
+
+
 def _merge_overlapping(groups: list[tuple[int, np.ndarray]], means: np.ndarray, std: np.ndarray,
-                       config: ObjectConfig) -> list[tuple[int, np.ndarray]]:
-    """Merge ``(entry, indices)`` components of *different* entries whose boxes (trimmed,
-    sigma-widened AABBs) reach a 3D IoU of ``merge_iou`` (transitively); a merged group takes the
-    entry most of its Gaussians carry. Same-entry components are never merged here: connectivity already decided
-    that they are separate objects."""
+                       support: SupportSurface, config: ObjectConfig) -> list[tuple[int, np.ndarray]]:
+    """Merge ``(entry, indices)`` components (transitively) of *different* entries whose boxes
+    (trimmed, sigma-widened AABBs) reach a 3D IoU of ``merge_iou``, and of any entries whose
+    footprints on the support (of their Gaussians above ground level) reach an IoU of
+    ``footprint_merge_iou``; a merged group takes the entry most of its Gaussians carry. Same-entry
+    components side by side are never merged: connectivity already decided that they are separate
+    objects; stacked on one footprint they are one object that a band of background-decoded
+    Gaussians cut in two."""
     if len(groups) < 2:
         return groups
     bounds = [trimmed_bounds(means[idx], capped_extents(std[idx], config.box_extent_ratio), config.box_trim)
               for _, idx in groups]
     boxes = [Box3D.from_aabb(*b) for b in bounds]
+    footprints = _ElevatedFootprints(groups, means, std, support, config)
     rows, cols = [], []
     for i in range(len(groups)):
         for j in range(i + 1, len(groups)):
-            if groups[i][0] == groups[j][0] or not aabbs_overlap(*bounds[i], *bounds[j]):
-                continue
-            if box_iou_3d(boxes[i], boxes[j]) >= config.merge_iou:
+            stacked = footprints.overlap(i, j) >= config.footprint_merge_iou
+            overlapping = groups[i][0] != groups[j][0] and config.merge_iou <= 1.0 \
+                and aabbs_overlap(*bounds[i], *bounds[j]) and box_iou_3d(boxes[i], boxes[j]) >= config.merge_iou
+            if stacked or overlapping:
                 rows.append(i)
                 cols.append(j)
     if not rows:

@@ -136,6 +136,14 @@ class SupportSurface:
         owner = labels[anchors][nearest]
         return [indices[owner == part] for part in parts]
 
+    def elevated(self, means: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        """``indices`` without the ground-level Gaussians (all of them when none or nearly none
+        rise: clearance off, no support estimate, or a flat thing)."""
+        ground = self._ground_level(means, indices)
+        if ground is None or (~ground).sum() < self.config.min_gaussians:
+            return indices
+        return indices[~ground]
+
     def trim_ground_footprint(self, means: np.ndarray, indices: np.ndarray) -> np.ndarray:
         """``indices`` without the ground-level Gaussians outside the elevated ones' footprint
         (their box across the up axis, grown by ``footprint_margin``): table Gaussians beside the
@@ -144,8 +152,11 @@ class SupportSurface:
         if ground is None or (~ground).sum() < self.config.min_gaussians:
             return indices
         across = means[indices] @ self.frame[:, :2]
-        lo = across[~ground].min(axis=0) - self.config.footprint_margin
-        hi = across[~ground].max(axis=0) + self.config.footprint_margin
+        # trimmed like the box: a few stray elevated Gaussians far off (a faint blob, a neighbour's
+        # edge) must not keep every table Gaussian between them and the object
+        trim = self.config.box_trim
+        lo = np.quantile(across[~ground], trim, axis=0) - self.config.footprint_margin
+        hi = np.quantile(across[~ground], 1.0 - trim, axis=0) + self.config.footprint_margin
         inside = np.all((across >= lo) & (across <= hi), axis=1)
         return indices[~ground | inside]
 

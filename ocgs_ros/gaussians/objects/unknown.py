@@ -19,8 +19,12 @@ unknown-kind object. Its box is fitted to the cluster's return voxels (to all it
 has fewer than :data:`MIN_RETURNS_FOR_BOX`) and stands on the support like any other; its Gaussians
 (for instance masks and its colour) are the unowned Gaussians inside that box; a cluster with fewer
 than ``unknown_min_gaussians`` there (returns the map does not explain, e.g. of something since
-removed) is dropped. Identified objects' Gaussians and boxes are taken out first, so the path only
-*adds* objects: it never splits, merges or re-boxes an identified one.
+removed) is dropped. Identified objects' Gaussians and boxes are taken out first, so the path never
+splits or merges identified objects. One exception to "only adds objects": a cluster standing on an
+identified object's footprint (IoU ``footprint_merge_iou``) is the part of that object no entry named
+(GOCL named a cone's top and left its foot to the background): it joins that object's box and
+Gaussians instead of being published as a second object in the same place
+(:func:`~.extraction.extract_instances`).
 """
 from __future__ import annotations
 
