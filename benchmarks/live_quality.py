@@ -39,7 +39,7 @@ from ocgs_ros.mapping.pipeline import ObjectMappingPipeline  # noqa: E402
 from ocgs_ros.ros import conversions  # noqa: E402
 from ocgs_ros.ros.run_report import HELD_OUT_INDEX, held_out_view  # noqa: E402
 from ocgs_ros.ros.sim_messages import make_world, tabletop_objects_message  # noqa: E402
-from ocgs_ros.settings import from_flat  # noqa: E402
+from ocgs_ros.settings import from_flat, parse_set_options  # noqa: E402
 
 #: the demo's world and view (ocgs_ros.demo.WORLD_PARAMETERS), one iteration a frame
 WORLD, SIZE = "tabletop_gocl", 128
@@ -72,15 +72,6 @@ def run_seed(seed: int, settings: dict, frames: int, stride: int) -> dict:
             "psnr_db": float(np.mean(psnrs)), "gaussians": pipeline.map.num_gaussians, "ms_per_frame": ms_per_frame}
 
 
-def _value(text: str):
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(text.lower(), text)
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(7)), help="demo-world seeds")
@@ -90,7 +81,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default="", help="JSON result (optional)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    settings = {key: _value(value) for key, value in (item.split("=", 1) for item in args.set)}
+    try:
+        settings = parse_set_options(args.set)
+        from_flat(MappingConfig, settings)  # names and values checked before minutes of mapping
+    except (ValueError, TypeError) as exc:
+        parser.error(str(exc))
     load_before = os.getloadavg()
     rows = [run_seed(seed, settings, args.frames, args.stride) for seed in args.seeds]
     summary = {key: {"mean": round(float(np.mean([r[key] for r in rows])), 3),

@@ -39,7 +39,7 @@ from ocgs_ros.gaussians.objects import ObjectTracker  # noqa: E402
 from ocgs_ros.mapping import pipeline as pipeline_module  # noqa: E402
 from ocgs_ros.mapping.config import MappingConfig  # noqa: E402
 from ocgs_ros.mapping.evaluate import EvalConfig, make_world_config, mapping_frame  # noqa: E402
-from ocgs_ros.settings import from_flat  # noqa: E402
+from ocgs_ros.settings import from_flat, parse_set_options  # noqa: E402
 from ocgs_ros.sim.dataset import scene_seed  # noqa: E402
 from ocgs_ros.sim.tabletop import TabletopWorld  # noqa: E402
 
@@ -164,15 +164,6 @@ def profile(settings: dict, frames: int, warmup: int, live: bool, timer: StageTi
             "load_average": os.getloadavg()}
 
 
-def _value(text: str):
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(text.lower(), text)
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profiles", nargs="+", default=["before", "after"], choices=sorted(PROFILES))
@@ -181,7 +172,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a pipeline setting")
     parser.add_argument("--out", default="", help="JSON result (optional)")
     args = parser.parse_args(argv)
-    overrides = {key: _value(value) for key, value in (item.split("=", 1) for item in args.set)}
+    try:
+        overrides = parse_set_options(args.set)
+        from_flat(MappingConfig, overrides)  # names and values checked before minutes of mapping
+    except (ValueError, TypeError) as exc:
+        parser.error(str(exc))
     timer = StageTimer()
     instrument(timer)
     result = {"command": "python benchmarks/mapping_profile.py " + " ".join(sys.argv[1:] if argv is None else argv),

@@ -15,6 +15,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
+import yaml
+
 Check = Callable[[Any], "str | None"]
 
 
@@ -128,3 +130,22 @@ def _like(default: Any, value: Any) -> Any:
     if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     return value
+
+
+def parse_set_options(items: list[str]) -> dict[str, Any]:
+    """The offline commands' ``--set NAME=VALUE`` options as ``{dotted name: value}``. Values are
+    read as YAML scalars, as a parameter file gives them, and a number YAML 1.1 leaves a string
+    (``1e-9``) as a number; raises ValueError naming an item without ``=``."""
+    values = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set {item!r}: expected NAME=VALUE")
+        value = yaml.safe_load(text)
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        values[name.strip()] = value
+    return values

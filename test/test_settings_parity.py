@@ -11,7 +11,7 @@ from conftest import REPO
 
 from ocgs_ros.bringup import NODE_CLASSES
 from ocgs_ros.ros.params import ROS_BUILTIN_PARAMETERS, params_file_problems
-from ocgs_ros.settings import iter_settings
+from ocgs_ros.settings import iter_settings, parse_set_options
 
 CONFIG = REPO / "config" / "ocgs.yaml"
 PERCEPTION_NODES = ("object_mapping_node", "bev_perception_node")
@@ -152,3 +152,12 @@ def test_nested_yaml_keys_reach_the_node_as_dotted_parameters(ros_context, tmp_p
         assert node.config.objects.link_radius == 0.05 and node.config.mapper.iterations_per_frame == 8
     finally:
         node.destroy_node()
+
+
+def test_set_options_read_values_as_a_parameter_file_gives_them():
+    assert parse_set_options(["mapper.live_init_opacity=0.3", "objects.unknown_objects=false", "seed=3",
+                              "objects_period_s=1e-9", "gocl.checkpoint=shipped"]) == {
+        "mapper.live_init_opacity": 0.3, "objects.unknown_objects": False, "seed": 3,
+        "objects_period_s": 1e-9, "gocl.checkpoint": "shipped"}
+    with pytest.raises(ValueError, match="expected NAME=VALUE"):
+        parse_set_options(["mapper.live_init_opacity"])

@@ -53,7 +53,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from tqdm import tqdm
 
 from ocgs_ros.atomic_io import atomic_write_json
@@ -70,7 +69,7 @@ from ocgs_ros.mapping.figures import colour_labels, save_panels
 from ocgs_ros.mapping.identity import GoclIdentity, SlotIndexIdentity, load_segmenter
 from ocgs_ros.mapping.pipeline import MappingFrame, ObjectMappingPipeline, view_image
 from ocgs_ros.ocl.segment import PIXEL_PROB_FLOOR
-from ocgs_ros.settings import from_flat, to_flat
+from ocgs_ros.settings import from_flat, parse_set_options, to_flat
 from ocgs_ros.sim.dataset import scene_seed
 from ocgs_ros.sim.tabletop import TabletopWorld
 
@@ -287,20 +286,10 @@ def _plain(obj):
     return obj
 
 
-def _setting_value(text: str):
-    """``--set`` values are read as YAML scalars, as a parameter file would give them."""
-    return yaml.safe_load(text)
-
-
 def mapping_config_from_args(sets: list[str], checkpoint: str | None, seed: int | None) -> MappingConfig:
     """``MappingConfig()`` with ``--set NAME=VALUE`` settings (dotted names), ``--checkpoint`` and
     ``--seed`` applied; raises ValueError naming every bad one."""
-    values = {}
-    for item in sets:
-        name, sep, text = item.partition("=")
-        if not sep:
-            raise ValueError(f"--set {item!r}: expected NAME=VALUE")
-        values[name.strip()] = _setting_value(text)
+    values = parse_set_options(sets)
     if checkpoint is not None:
         values["gocl.checkpoint"] = checkpoint
     if seed is not None:
