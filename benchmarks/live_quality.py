@@ -39,6 +39,7 @@ from ocgs_ros.mapping.pipeline import ObjectMappingPipeline  # noqa: E402
 from ocgs_ros.ros import conversions  # noqa: E402
 from ocgs_ros.ros.run_report import HELD_OUT_INDEX, held_out_view  # noqa: E402
 from ocgs_ros.ros.sim_messages import make_world, tabletop_objects_message  # noqa: E402
+from ocgs_ros.atomic_io import atomic_write_json  # noqa: E402
 from ocgs_ros.settings import from_flat, parse_set_options  # noqa: E402
 
 #: the demo's world and view (ocgs_ros.demo.WORLD_PARAMETERS), one iteration a frame
@@ -98,8 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}))
     print("mean ± std: " + ", ".join(f"{k} {v['mean']} ± {v['std']}" for k, v in summary.items()))
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2))
+        atomic_write_json(args.out, result)
     return result
 
 

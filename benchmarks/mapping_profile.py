@@ -39,6 +39,7 @@ from ocgs_ros.gaussians.objects import ObjectTracker  # noqa: E402
 from ocgs_ros.mapping import pipeline as pipeline_module  # noqa: E402
 from ocgs_ros.mapping.config import MappingConfig  # noqa: E402
 from ocgs_ros.mapping.evaluate import EvalConfig, make_world_config, mapping_frame  # noqa: E402
+from ocgs_ros.atomic_io import atomic_write_json  # noqa: E402
 from ocgs_ros.settings import from_flat, parse_set_options  # noqa: E402
 from ocgs_ros.sim.dataset import scene_seed  # noqa: E402
 from ocgs_ros.sim.tabletop import TabletopWorld  # noqa: E402
@@ -196,8 +197,7 @@ def main(argv: list[str] | None = None) -> dict:
                                             for n in names) + " |")
     print("| **frame (mean)** | " + " | ".join(str(result["profiles"][n]["frame_ms_mean"]) for n in names) + " |")
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2))
+        atomic_write_json(args.out, result)
     return result
 
 
