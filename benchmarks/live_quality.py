@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> dict:
                for key in rows[0] if key != "seed" and all(r[key] is not None for r in rows)}
     result = {"command": "python benchmarks/live_quality.py " + " ".join(sys.argv[1:] if argv is None else argv),
               "settings": settings, "frames": args.frames, "stride": args.stride, "seeds": rows, "summary": summary,
-              "load_average": [round(x, 2) for x in load_before], "load_average_after": [round(x, 2) for x in os.getloadavg()]}
+              "load_average": [round(x, 2) for x in load_before],
+              "load_average_after": [round(x, 2) for x in os.getloadavg()]}
     for row in rows:
         print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}))
     print("mean ± std: " + ", ".join(f"{k} {v['mean']} ± {v['std']}" for k, v in summary.items()))

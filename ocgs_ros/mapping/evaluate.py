@@ -185,7 +185,8 @@ def evaluate(cfg: EvalConfig, mapping: MappingConfig, identities, progress: bool
             scene_ious.extend(view_ious.values())
             if figure is None:
                 figure = {"rgb": h.rgb, "rendered": rgb, "entries": entries, "instances": instance_mask,
-                          "gt_instances": h.instance, "scene": scene_index, "frame": h.index}
+                          "gt_instances": h.instance, "scene": scene_index, "frame": h.index,
+                          "dataset_seed": cfg.dataset_seed}
             bar.update(1)
         ious.extend(scene_ious)
         gt_boxes, pred_boxes = [gt_box(o) for o in world.objects], [o.box() for o in objects]
@@ -260,7 +261,8 @@ def _extent_cap(config: ObjectConfig) -> str:
 def _box_description(config: ObjectConfig) -> str:
     return (f"oriented 3D IoU (ocgs_ros.evaluation.boxes; GT: the simulator's box; instance: its gravity-aligned "
             f"box over its Gaussians, centre +- {config.box_sigma:g} std{_extent_cap(config)}, "
-            f"{100 * config.box_trim:g}% trimmed per face, bottom snapped to the support within {100 * config.support_snap:g} cm; support at its "
+            f"{100 * config.box_trim:g}% trimmed per face, bottom snapped to the support within "
+            f"{100 * config.support_snap:g} cm; support at its "
             f"Gaussians' centres + {config.support_top_sigma:g} std along up; Gaussians under "
             f"{100 * config.ground_clearance:g} cm above it neither join objects nor widen the footprint by over "
             f"{100 * config.footprint_margin:g} cm), Hungarian one-to-one, at IoU "
@@ -272,7 +274,7 @@ def save_figure(path: Path, figure: dict) -> None:
               ("rendered codebook entry", colour_labels(figure["entries"], -1)),
               ("instance mask (object ids)", colour_labels(figure["instances"], 0)),
               ("GT instances", colour_labels(figure["gt_instances"], 0))]
-    save_panels(path, panels, f"scene {figure['scene']} (dataset seed 7), frame {figure['frame']}")
+    save_panels(path, panels, f"scene {figure['scene']} (dataset seed {figure['dataset_seed']}), frame {figure['frame']}")
 
 
 def _plain(obj):

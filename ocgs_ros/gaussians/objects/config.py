@@ -157,7 +157,8 @@ class ObjectConfig:
                 or self.unknown_confirm_updates < 1:
             raise ValueError(f"invalid ObjectConfig {self}")
         if self.support_snap < 0 or self.support_radius <= 0 or self.min_support_gaussians < 1 or self.min_rise < 0 \
-                or self.merge_iou <= 0 or self.footprint_merge_iou <= 0 or self.support_top_sigma < 0 or self.ground_clearance < 0 \
+                or self.merge_iou <= 0 or self.footprint_merge_iou <= 0 or self.support_top_sigma < 0 \
+                or self.ground_clearance < 0 \
                 or self.footprint_margin < 0 or self.plane_inlier_distance <= 0 \
                 or not 0 < self.plane_max_tilt_deg < 90 or self.plane_max_points < 3 \
                 or self.plane_level_tolerance_deg < 0:
