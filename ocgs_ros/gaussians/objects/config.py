@@ -86,9 +86,10 @@ class ObjectConfig:
     # object no entry named: it joins the object's box instead of becoming an object of its own.
     # 0.3 chosen on dev seeds 11, 13, 17, 19 of the novel-kind world (40 scenes, re-extracted saved
     # maps): novel recall at AABB IoU 0.5 0.94 -> 0.965, precision 0.887 -> 0.951 (both over the
-    # trimmed elevated footprint of footprint_margin); 0.2 the same recall, 0.5 less. Seeds 5 and 23
+    # trimmed elevated footprint of footprint_margin); 0.4 and 0.5 less recall; 0.2 the same recall and
+    # one false object fewer, but 0.3 asks more overlap before calling two parts one. Seeds 5 and 23
     # (20 scenes, no choice made on them), both rules against neither: novel 0.895 -> 0.947, known
-    # 0.868 -> 0.947, precision 0.848 -> 0.947 (docs/gaussian_map.md)
+    # 0.868 -> 0.947, precision 0.848 -> 0.947 (benchmarks/extraction_screen.py, docs/gaussian_map.md)
     footprint_merge_iou: float = 0.3
     # the support surface lies this many standard deviations (along up_axis) above the centres of
     # its Gaussians: an optimised table Gaussian's centre sits under the surface it renders (dev
