@@ -66,8 +66,9 @@ def build_scene(directory: Path, mapping: MappingConfig, identity, world_config,
         with open(tmp, "wb") as handle:
             np.savez(handle, codes=evidence.codes, hits=evidence.hits, voxel=evidence.voxel,
                      max_voxels=evidence.max_voxels)
-    truth = [{"kind": o.kind_name, "novel": bool(is_novel_kind(o.kind_id)), "center": gt_box(o).center.tolist(),
-              "size": gt_box(o).size.tolist(), "rotation": gt_box(o).rotation.tolist()} for o in world.objects]
+    truth = [{"kind": o.kind_name, "novel": bool(is_novel_kind(o.kind_id)), "center": box.center.tolist(),
+              "size": box.size.tolist(), "rotation": box.rotation.tolist()}
+             for o, box in ((o, gt_box(o)) for o in world.objects)]
     atomic_write_json(directory / TRUTH, truth)
 
 

@@ -274,7 +274,8 @@ def save_figure(path: Path, figure: dict) -> None:
               ("rendered codebook entry", colour_labels(figure["entries"], -1)),
               ("instance mask (object ids)", colour_labels(figure["instances"], 0)),
               ("GT instances", colour_labels(figure["gt_instances"], 0))]
-    save_panels(path, panels, f"scene {figure['scene']} (dataset seed {figure['dataset_seed']}), frame {figure['frame']}")
+    save_panels(path, panels,
+                f"scene {figure['scene']} (dataset seed {figure['dataset_seed']}), frame {figure['frame']}")
 
 
 def _plain(obj):
