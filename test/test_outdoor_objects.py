@@ -210,3 +210,26 @@ def test_a_plane_within_the_level_tolerance_keeps_the_hint_as_up(tilt_deg, expec
         assert np.array_equal(up, [0.0, 0.0, 1.0])
     else:
         assert np.degrees(np.arccos(up @ tilt[:, 2])) < 0.2
+
+
+@pytest.mark.parametrize("radius", [0.05, 1.5])
+def test_support_height_reads_the_background_within_the_radius_of_any_footprint_point(radius):
+    """The support under an object is the median over the union of the discs of ``support_radius``
+    around its points: the rows found are exactly those of one ball query per point (the definition),
+    for a small tabletop radius and a large street one, with background on and off the discs' edges."""
+    from scipy.spatial import cKDTree
+
+    rng = np.random.default_rng(3)
+    ground = np.c_[rng.uniform(-5, 5, (4000, 2)), rng.normal(0.0, 0.01, 4000)]
+    covars = np.tile(np.diag([1e-4, 1e-4, 1e-6]), (len(ground), 1, 1))
+    support = SupportSurface(ground, covars, dataclasses.replace(ObjectConfig(), support_radius=radius))
+    for scale in (0.05, 0.5, 2.0):
+        points = np.c_[rng.normal(0.0, scale, (300, 2)), rng.uniform(0.0, 0.3, 300)]
+        across = (points @ support.frame)[:, :2]
+        balls = cKDTree(support.across).query_ball_point(across, radius)
+        expected = np.unique(np.concatenate([np.asarray(b, dtype=np.int64) for b in balls]))
+        rows = support._rows_near(across, radius)
+        assert np.array_equal(rows, expected)
+        assert len(rows) > 0
+    assert len(support._rows_near(np.zeros((0, 2)), radius)) == 0
+    assert len(support._rows_near(np.array([[100.0, 100.0]]), radius)) == 0

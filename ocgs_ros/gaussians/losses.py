@@ -63,8 +63,13 @@ def depth_loss(rendered_depth: Tensor, measured_depth: Tensor) -> Tensor:
 def identity_targets(pixel_codebook_logits: Tensor) -> tuple[Tensor, Tensor]:
     """GOCL's per-pixel distribution ``[M+1, H, W]`` (channel 0 = background) → hard class per pixel
     ``[H, W]`` and its confidence (the class probability) ``[H, W]``."""
-    probs = pixel_codebook_logits.float().softmax(dim=0)
-    confidence, target = probs.max(dim=0)
+    return hard_targets(pixel_codebook_logits.float().softmax(dim=0))
+
+
+def hard_targets(pixel_probs: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`identity_targets` of the distribution ``[M+1, H, W]`` itself (a caller that also needs
+    the probabilities takes the softmax once)."""
+    confidence, target = pixel_probs.max(dim=0)
     return target, confidence
 
 

@@ -22,7 +22,7 @@ from gsplat.cuda._torch_impl import _spherical_harmonics
 from ocgs_ros.camera import backproject_depth
 from ocgs_ros.gaussians.densify import DensifyConfig, DensifyController
 from ocgs_ros.gaussians.keyframes import KeyframeSelector, KeyframeWindow, most_redundant_keyframe
-from ocgs_ros.gaussians.losses import (depth_loss, identity_loss, identity_loss_soft, identity_targets,
+from ocgs_ros.gaussians.losses import (depth_loss, hard_targets, identity_loss, identity_loss_soft,
                                       photometric_loss)
 from ocgs_ros.gaussians.map import GaussianMap, GaussianMapConfig
 from ocgs_ros.gaussians.raster import gsplat_intrinsics, rasterize
@@ -262,9 +262,10 @@ class OnlineMapper:
                     or logits_t.shape[0] != self.map.config.num_codebook_entries + 1:
                 raise ValueError(f"integrate: pixel_codebook_logits must be [M+1={self.map.config.num_codebook_entries + 1}, "
                                  f"{height}, {width}], got {tuple(logits_t.shape)}")
-            target, confidence = identity_targets(logits_t)
+            pixel_probs = logits_t.float().softmax(dim=0)  # once, for the hard targets and the soft ones
+            target, confidence = hard_targets(pixel_probs)
             if self.config.identity_targets == "soft":
-                probs = logits_t.float().softmax(dim=0).permute(1, 2, 0).contiguous()
+                probs = pixel_probs.permute(1, 2, 0).contiguous()
         # a live frame may get one iteration, a live map few per Gaussian: background starts decoded as such
         margin = self.config.grow_background_margin if live else 0.0
         opacity = self.config.live_init_opacity if live and self.config.live_init_opacity > 0 else None

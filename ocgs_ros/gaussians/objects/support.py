@@ -73,7 +73,7 @@ class SupportSurface:
         up = self.frame[:, 2]
         up_std = np.sqrt(np.einsum("i,nij,j->n", up, background_covars, up).clip(0.0))
         self.heights = local[:, 2] + config.support_top_sigma * up_std
-        self.tree = cKDTree(local[:, :2])
+        self.across = np.ascontiguousarray(local[:, :2])  # background centres across the up axis
         # the plane's support height: the median surface height of the background on the plane
         self.plane_height = None
         if self.plane is not None:
@@ -92,14 +92,27 @@ class SupportSurface:
         itself background-decoded: its own Gaussians must not raise its support)."""
         if not self.enabled:
             return None
-        local = points @ self.frame
-        near = self.tree.query_ball_point(local[:, :2], self.config.support_radius)
-        rows = np.unique(np.concatenate([np.asarray(n, dtype=np.int64) for n in near]))
+        rows = self._rows_near((points @ self.frame)[:, :2], self.config.support_radius)
         if below is not None:
             rows = rows[self.heights[rows] < below]
         if len(rows) < self.config.min_support_gaussians:
             return self.plane_height
         return float(np.median(self.heights[rows]))
+
+    def _rows_near(self, footprint: np.ndarray, radius: float) -> np.ndarray:
+        """Sorted rows of the background within ``radius`` of any point of ``footprint [P,2]`` (the
+        union of the discs around them). Asked of the few background Gaussians inside the
+        footprint's bounds grown by ``radius``, each for its nearest footprint point: one query per
+        nearby background Gaussian instead of one ball per object point, which returned every table
+        Gaussian under the object again for each of its hundreds of points."""
+        if len(footprint) == 0:
+            return np.zeros(0, dtype=np.int64)
+        lo, hi = footprint.min(axis=0) - radius, footprint.max(axis=0) + radius
+        nearby = np.flatnonzero(np.all((self.across >= lo) & (self.across <= hi), axis=1))
+        if len(nearby) == 0:
+            return nearby
+        distance, _ = cKDTree(footprint).query(self.across[nearby], distance_upper_bound=np.nextafter(radius, np.inf))
+        return nearby[distance <= radius]
 
     def elevation(self, points: np.ndarray) -> np.ndarray | None:
         """Height of ``points [P,3]`` above the support plane's surface (None: no plane estimate)."""
