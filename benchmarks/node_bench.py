@@ -13,8 +13,9 @@ wall clock at publication like a live driver, and times the ``~/objects`` messag
 after each integrated frame (stamped with that frame). Per configuration: ``process_size``,
 ``frames_integrated_per_s`` (integrated frames / time from the first frame sent to the last output),
 ``latency_ms_median`` / ``latency_ms_p90`` (stamp -> ``~/objects``), ``dropped_ratio`` (frames the
-newest-wins worker skipped), ``peak_rss_mb`` (the node's VmHWM), and the iterations per frame and
-objects the node reported.
+newest-wins worker skipped), ``peak_rss_mb`` (the node's VmHWM), ``process_ms_mean`` (the node's own
+mean time per integrated frame, from its ``/diagnostics``: the latency less this is waiting for the
+worker), and the iterations per frame and objects the node reported.
 
 One-process bring-up (``--bringup-s`` > 0): ``python -m ocgs_ros.bringup`` with the simulator at
 ``--rate`` (the tabletop GOCL was trained on, its 128x128 camera, processed at 128x128 by the
@@ -100,6 +101,7 @@ def process_size(overrides: dict) -> list[int]:
 def standalone(name: str, overrides: dict, args, static, frames, out: Path) -> dict:
     """One configuration: the node in its own process, fed ``frames`` at ``args.rate`` for ``args.duration_s``."""
     import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
     from ocgs_ros_interfaces.msg import ObjectInstanceArray
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
     from tf2_msgs.msg import TFMessage
@@ -114,6 +116,9 @@ def standalone(name: str, overrides: dict, args, static, frames, out: Path) -> d
     node_proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=dict(os.environ))
     node = rclpy.create_node(f"node_bench_{name}")
     received: list[tuple[int, int, int]] = []  # (stamp ns, receive wall ns, objects)
+    process_ms: list[float] = []  # the node's mean time per integrated frame, from its /diagnostics
+    node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: process_ms.extend(
+        float(v.value) for status in m.status for v in status.values if v.key == "process_ms_mean"), qos.RELIABLE)
     node.create_subscription(ObjectInstanceArray, "/object_mapping_node/objects",
                              lambda m: received.append((conversions.stamp_to_ns(m.header.stamp), time.time_ns(),
                                                         len(m.objects))), qos.LATCHED)
@@ -180,6 +185,7 @@ def standalone(name: str, overrides: dict, args, static, frames, out: Path) -> d
         "latency_ms_p90": round(float(np.percentile(lat, 90)), 1) if len(lat) else None,
         "dropped_ratio": round(1.0 - len(outputs) / len(sent), 3),
         "peak_rss_mb": rss,
+        "process_ms_mean": process_ms[-1] if process_ms else None,
         "objects_at_end": outputs[-1][2] if outputs else None,
     }
 
@@ -218,6 +224,7 @@ def bringup(name: str, args, out: Path) -> dict:
         "latency_ms_p90": stats.get("latency_ms_p90"),
         "dropped_ratio": stats["dropped_ratio"],
         "peak_rss_mb": rss,
+        "process_ms_mean": stats.get("process_ms_mean"),
         "objects_at_end": stats.get("objects"),
         "wall_s": wall_s,
     }

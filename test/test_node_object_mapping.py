@@ -203,6 +203,9 @@ def test_stale_and_out_of_order_frames_are_dropped(ros_context, gocl_checkpoint,
             node.worker.wait_idle(60.0)
         assert node.sync.dropped_stale >= 1
         assert node.sync.emitted == 2 and node.published == 2 and not node.rejected
+        # /diagnostics carries the worker's own time per frame beside the latency (published with
+        # the second frame: the mean of the frames finished before it)
+        assert node.diagnostics.summary()["process_ms_mean"] > 0
     finally:
         node.destroy_node()
 
