@@ -1,7 +1,7 @@
 """Where one mapping frame's time goes: the pipeline's stages, timed exclusively (a stage's time
 excludes the stages nested in it), per integrated frame, 1 thread.
 
-    OMP_NUM_THREADS=1 python benchmarks/mapping_profile.py [--profiles before after] [--frames 16]
+    OMP_NUM_THREADS=1 python benchmarks/mapping_profile.py [--profiles before after] [--world stream] [--frames 16]
                                                            [--set NAME=VALUE ...] [--out FILE]
 
 Profiles (several in one run, so they share the machine's load): ``before`` — the code path before
@@ -10,8 +10,10 @@ every frame); ``after`` — the node's defaults now, frames fed as the node feed
 budget, objects every ``objects_period_s``); ``baseline64`` — the benchmark baseline (64x64, 4
 iterations, the old path); ``offline`` — today's defaults fed as the evaluator feeds them
 (exactly ``iterations_per_frame``, objects after every frame). ``--set`` changes a setting in every
-profile. Frames are the simulator's (the evaluator's tabletop world, dataset seed 7, scene 0,
-320x240 camera, 32x1024 LiDAR) spread over one orbit. The first ``--warmup`` frames are integrated
+profile. Frames are the simulator's: ``--world evaluator`` (default) the evaluator's tabletop world
+(dataset seed 7, scene 0, 320x240 camera, 32x1024 LiDAR) spread over one orbit; ``--world stream``
+node_bench's stream (sim_publisher's tabletop, more objects and a map of ~6.7k Gaussians at 128x128)
+as the node integrates it, every third frame of 10 Hz. The first ``--warmup`` frames are integrated
 but not counted (the map is still nearly empty). Stages are timed by wrapping the library's
 functions in this process; nothing in the library is changed. Message building is timed on the
 objects of each frame with the node's own conversion functions.
@@ -36,6 +38,8 @@ sys.path.insert(0, str(REPO))
 from ocgs_ros.gaussians import mapper as mapper_module  # noqa: E402
 from ocgs_ros.gaussians.densify import DensifyController  # noqa: E402
 from ocgs_ros.gaussians.objects import ObjectTracker  # noqa: E402
+from ocgs_ros.gaussians.objects import extraction as extraction_module  # noqa: E402
+from ocgs_ros.gaussians.objects import support as support_module  # noqa: E402
 from ocgs_ros.mapping import pipeline as pipeline_module  # noqa: E402
 from ocgs_ros.mapping.config import MappingConfig  # noqa: E402
 from ocgs_ros.mapping.evaluate import EvalConfig, make_world_config, mapping_frame  # noqa: E402
@@ -43,6 +47,7 @@ from ocgs_ros.atomic_io import atomic_write_json  # noqa: E402
 from ocgs_ros.settings import from_flat, parse_set_options  # noqa: E402
 from ocgs_ros.sim.dataset import scene_seed  # noqa: E402
 from ocgs_ros.sim.tabletop import TabletopWorld  # noqa: E402
+from ocgs_ros.sim.types import TabletopConfig  # noqa: E402
 
 
 class StageTimer:
@@ -101,6 +106,11 @@ def instrument(timer: StageTimer) -> None:
     timer.wrap(M, "_prune", "prune (transparent, non-finite)")
     timer.wrap(ObjectTracker, "update",
                "object extraction (live: in the frame; in a background thread with objects_period_s > 0)")
+    # the extraction's own parts (the module attributes extract_instances calls through)
+    timer.wrap(support_module, "fit_support_plane", "extraction: support plane (RANSAC)")
+    timer.wrap(support_module.SupportSurface, "height_near", "extraction: support heights under objects")
+    timer.wrap(extraction_module, "_boxed_object", "extraction: boxes")
+    timer.wrap(extraction_module, "unknown_clusters", "extraction: unknown-kind clusters")
 
 
 def identity_stage(timer: StageTimer, pipeline) -> None:
@@ -116,8 +126,8 @@ def message_building_ms(objects) -> float:
         return float("nan")
     started = time.perf_counter()
     stamp = conversions.ns_to_stamp(0)
-    conversions.map_objects_to_msg(objects, "map", stamp)
-    conversions.object_markers(objects, "map", stamp)
+    instances = conversions.map_objects_to_msg(objects, "map", stamp)
+    conversions.instance_markers(instances.objects, "map", stamp)
     return (time.perf_counter() - started) * 1e3
 
 
@@ -134,11 +144,25 @@ PROFILES = {
 }
 
 
-def profile(settings: dict, frames: int, warmup: int, live: bool, timer: StageTimer, seed_scene: int = 0) -> dict:
-    torch.set_num_threads(1)
-    world = TabletopWorld(make_world_config(EvalConfig()), scene_seed(7, seed_scene))
+#: node_bench's stream: sim_publisher's tabletop world (320x240 camera, 32x1024 LiDAR, world seed 0) at
+#: 10 Hz, of which the node integrates about every third frame at 128x128 (3-3.5 frames/s)
+STREAM_CAMERA, STREAM_LIDAR, STREAM_STRIDE = {"width": 320, "height": 240}, {"beams": 32, "azimuth_steps": 1024}, 3
+
+
+def profile_frames(world_name: str, frames: int) -> list:
+    """``evaluator``: the evaluator's tabletop (dataset seed 7, scene 0), ``frames`` spread over one
+    orbit; ``stream``: node_bench's stream world, every ``STREAM_STRIDE``-th consecutive frame."""
+    if world_name == "stream":
+        world = TabletopWorld(TabletopConfig.from_dict({"camera": STREAM_CAMERA, "lidar": STREAM_LIDAR}), seed=0)
+        return [mapping_frame(world, i * STREAM_STRIDE) for i in range(frames)]
+    world = TabletopWorld(make_world_config(EvalConfig()), scene_seed(7, 0))
     per_orbit = world.config.frames_per_orbit
-    mapping_frames = [mapping_frame(world, int(i * per_orbit / frames)) for i in range(frames)]
+    return [mapping_frame(world, int(i * per_orbit / frames)) for i in range(frames)]
+
+
+def profile(settings: dict, frames: int, warmup: int, live: bool, timer: StageTimer, world: str = "evaluator") -> dict:
+    torch.set_num_threads(1)
+    mapping_frames = profile_frames(world, frames)
     timer.reset()
     pipeline = pipeline_module.ObjectMappingPipeline(from_flat(MappingConfig, settings))
     identity_stage(timer, pipeline)
@@ -158,7 +182,7 @@ def profile(settings: dict, frames: int, warmup: int, live: bool, timer: StageTi
     stages = {name: round(seconds * 1e3 / counted, 1) for name, seconds in
               sorted(timer.exclusive.items(), key=lambda item: -item[1])}
     stages["message building (~/objects, ~/object_markers)"] = round(float(np.nanmean(messages)), 1)
-    return {"settings": settings, "live": live, "frames": frames, "counted_frames": counted,
+    return {"settings": settings, "live": live, "world": world, "frames": frames, "counted_frames": counted,
             "frame_ms_mean": round(float(np.mean(totals)), 1), "frame_ms_median": round(float(np.median(totals)), 1),
             "iterations_per_frame_mean": round(float(np.mean(iterations)), 2),
             "gaussians_at_end": pipeline.map.num_gaussians, "stages_ms_per_frame": stages,
@@ -168,7 +192,10 @@ def profile(settings: dict, frames: int, warmup: int, live: bool, timer: StageTi
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profiles", nargs="+", default=["before", "after"], choices=sorted(PROFILES))
-    parser.add_argument("--frames", type=int, default=16, help="frames over one orbit")
+    parser.add_argument("--world", choices=["evaluator", "stream"], default="evaluator",
+                        help="evaluator: its tabletop, frames over one orbit; stream: node_bench's world and stream "
+                             f"(every {STREAM_STRIDE}rd frame of 10 Hz, as the node integrates it)")
+    parser.add_argument("--frames", type=int, default=16, help="frames integrated")
     parser.add_argument("--warmup", type=int, default=4, help="first frames integrated but not counted")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a pipeline setting")
     parser.add_argument("--out", default="", help="JSON result (optional)")
@@ -184,7 +211,7 @@ def main(argv: list[str] | None = None) -> dict:
               "profiles": {}}
     for name in args.profiles:
         settings, live = PROFILES[name]
-        entry = profile({**settings, **overrides}, args.frames, args.warmup, live, timer)
+        entry = profile({**settings, **overrides}, args.frames, args.warmup, live, timer, args.world)
         result["profiles"][name] = entry
         print(f"{name}: settings {entry['settings'] or 'defaults'}, live {live}: {entry['frame_ms_mean']} ms per "
               f"frame (mean; median {entry['frame_ms_median']}), {entry['iterations_per_frame_mean']} iterations "

@@ -12,6 +12,7 @@ No ROS import here: core libraries use this module.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -135,7 +136,8 @@ def _like(default: Any, value: Any) -> Any:
 def parse_set_options(items: list[str]) -> dict[str, Any]:
     """The offline commands' ``--set NAME=VALUE`` options as ``{dotted name: value}``. Values are
     read as YAML scalars, as a parameter file gives them, and a number YAML 1.1 leaves a string
-    (``1e-9``) as a number; raises ValueError naming an item without ``=``."""
+    (``1e-9``) as a number, but not ``nan`` or ``inf``: no setting takes them, and a path or name
+    spelt so stays the text it is; raises ValueError naming an item without ``=``."""
     values = {}
     for item in items:
         name, sep, text = item.partition("=")
@@ -144,8 +146,9 @@ def parse_set_options(items: list[str]) -> dict[str, Any]:
         value = yaml.safe_load(text)
         if isinstance(value, str):
             try:
-                value = float(value)
+                number = float(value)
             except ValueError:
-                pass
+                number = math.nan
+            value = number if math.isfinite(number) else value
         values[name.strip()] = value
     return values

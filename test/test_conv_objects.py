@@ -56,6 +56,9 @@ def test_object_markers_colour_by_codebook_entry():
     assert len(boxes) == 3 and len(texts) == 3 and texts[0].text.startswith("#3 c2")
     rgb = [(m.color.r, m.color.g, m.color.b) for m in boxes]
     assert rgb[0] == rgb[1] != rgb[2]
+    # the node's path: markers of the ~/objects message it built, the same markers
+    instances = conversions.map_objects_to_msg(objects, "map", 0).objects
+    assert conversions.instance_markers(instances, "map", 0).markers == markers
 
 
 def test_detections_round_trip_and_validate():

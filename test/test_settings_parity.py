@@ -11,7 +11,8 @@ from conftest import REPO
 
 from ocgs_ros.bringup import NODE_CLASSES
 from ocgs_ros.ros.params import ROS_BUILTIN_PARAMETERS, params_file_problems
-from ocgs_ros.settings import iter_settings, parse_set_options
+from ocgs_ros.mapping.config import MappingConfig
+from ocgs_ros.settings import from_flat, iter_settings, parse_set_options
 
 CONFIG = REPO / "config" / "ocgs.yaml"
 PERCEPTION_NODES = ("object_mapping_node", "bev_perception_node")
@@ -161,3 +162,8 @@ def test_set_options_read_values_as_a_parameter_file_gives_them():
         "objects_period_s": 1e-9, "gocl.checkpoint": "shipped"}
     with pytest.raises(ValueError, match="expected NAME=VALUE"):
         parse_set_options(["mapper.live_init_opacity"])
+    # nan and inf are no setting's value: they stay text, which the setting's type check refuses
+    assert parse_set_options(["gocl.checkpoint=inf", "mapper.frame_budget_ms=nan"]) == {
+        "gocl.checkpoint": "inf", "mapper.frame_budget_ms": "nan"}
+    with pytest.raises((ValueError, TypeError)):
+        from_flat(MappingConfig, parse_set_options(["mapper.frame_budget_ms=nan"]))

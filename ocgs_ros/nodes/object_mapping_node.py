@@ -104,9 +104,10 @@ class ObjectMappingNode(PerceptionNode):
         stamp = frame.msgs[0].header.stamp
         # after every frame, stamped with it: the newest finished extraction (live frames extract in
         # the background every objects_period_s); the latched markers change only with the objects
-        self.pub_objects.publish(conversions.map_objects_to_msg(update.objects, s.map_frame, stamp))
+        objects = conversions.map_objects_to_msg(update.objects, s.map_frame, stamp)
+        self.pub_objects.publish(objects)
         if update.objects_updated:
-            self.pub_markers.publish(conversions.object_markers(update.objects, s.map_frame, stamp))
+            self.pub_markers.publish(conversions.instance_markers(objects.objects, s.map_frame, stamp))
         now = time.monotonic()
         if now - self._last_gaussians_s >= s.publish_gaussians_period_s:
             self._last_gaussians_s = now

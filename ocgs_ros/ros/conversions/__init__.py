@@ -34,6 +34,7 @@ from ocgs_ros.ros.conversions.objects import (
     codebook_color,
     detection_array_to_bev,
     detection_markers,
+    instance_markers,
     instances_to_boxes,
     map_object_to_msg,
     map_objects_to_msg,
@@ -97,7 +98,7 @@ __all__ = [
     "points_to_pointcloud2",
     # typed object / detection outputs
     "InstanceBoxes", "bev_to_detection_array", "codebook_color", "detection_array_to_bev", "detection_markers",
-    "instances_to_boxes", "map_object_to_msg", "map_objects_to_msg", "object_markers",
+    "instance_markers", "instances_to_boxes", "map_object_to_msg", "map_objects_to_msg", "object_markers",
     # standard vision_msgs output
     "bev_to_vision_detections",
 ]

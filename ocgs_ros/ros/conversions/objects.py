@@ -125,8 +125,13 @@ def instances_to_boxes(instances: Sequence) -> InstanceBoxes:
 
 def object_markers(objects: Sequence, frame_id: str, stamp, alpha: float = 0.35):
     """Map objects -> MarkerArray (boxes coloured by codebook entry + ``#id entry conf`` labels)."""
-    objects = list(objects)
-    msgs = [map_object_to_msg(o) for o in objects]
+    return instance_markers([map_object_to_msg(o) for o in objects], frame_id, stamp, alpha)
+
+
+def instance_markers(msgs: Sequence, frame_id: str, stamp, alpha: float = 0.35):
+    """:func:`object_markers` of ``ObjectInstance`` messages already built (the node's ``~/objects``):
+    each object is converted once per frame, not once per topic."""
+    msgs = list(msgs)
     boxes = instances_to_boxes(msgs)
     quats = np.array([[m.pose.orientation.x, m.pose.orientation.y, m.pose.orientation.z, m.pose.orientation.w]
                       for m in msgs]).reshape(-1, 4)
