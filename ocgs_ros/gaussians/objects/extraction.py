@@ -99,10 +99,12 @@ def extract_instances(gmap: GaussianMap, config: ObjectConfig | None = None,
     evidence = np.zeros((0, 3)) if evidence is None else np.asarray(evidence, dtype=np.float64).reshape(-1, 3)
     footprints = None  # the identified objects' footprints, once a cluster needs them
     joined: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}  # identified k -> parts no entry named
+    # unknown-kind Gaussians are background-decoded, the object's own too: only the surface under the
+    # clearance is support (clusters exist only with a support plane, so plane_height is set for them)
+    below = None if support.plane_height is None else support.plane_height + config.unknown_clearance
     for cluster in unknown_clusters(means, std, usable, evidence, identified, support, config):
-        # the object's own Gaussians are background too: only the surface under the clearance is support
-        below = support.plane_height + config.unknown_clearance
-        obj = _boxed_object(len(objects), UNKNOWN_ENTRY, 0.0, *cluster.box_points(), np.zeros(0, dtype=np.int64),
+        points, extents = cluster.box_points()
+        obj = _boxed_object(len(objects), UNKNOWN_ENTRY, 0.0, points, extents, np.zeros(0, dtype=np.int64),
                             colors, support, config, below)
         if obj is None:
             continue
@@ -113,9 +115,9 @@ def extract_instances(gmap: GaussianMap, config: ObjectConfig | None = None,
         if footprints is None:
             footprints = [_footprint(means[o.gaussian_indices], std[o.gaussian_indices], support, config)
                           for o in identified]
-        owner = _footprint_owner(_footprint(*cluster.box_points(), support, config), footprints, config)
+        owner = _footprint_owner(_footprint(points, extents, support, config), footprints, config)
         if owner is not None:
-            joined.setdefault(owner, []).append((*cluster.box_points(), indices))
+            joined.setdefault(owner, []).append((points, extents, indices))
             continue
         obj.gaussian_indices, obj.num_gaussians = indices, int(len(indices))
         obj.confidence = float(probs[indices, 0].mean())
@@ -123,7 +125,7 @@ def extract_instances(gmap: GaussianMap, config: ObjectConfig | None = None,
         obj.nearest_codebook_entry, obj.nearest_codebook_distance = nearest_entry(entry_probs[indices])
         objects.append(obj)
     for k, parts in joined.items():
-        objects[k] = _with_unnamed_parts(objects[k], parts, means, std, colors, support, config)
+        objects[k] = _with_unnamed_parts(objects[k], parts, means, std, colors, support, config, below)
     return objects
 
 
@@ -147,17 +149,16 @@ def _footprint_owner(footprint, footprints: list, config: ObjectConfig) -> int |
 
 
 def _with_unnamed_parts(obj: MapObject, parts: list, means: np.ndarray, std: np.ndarray, colors: np.ndarray,
-                        support: SupportSurface, config: ObjectConfig) -> MapObject:
+                        support: SupportSurface, config: ObjectConfig, support_below: float) -> MapObject:
     """``obj`` re-boxed over its own Gaussians and the unknown-kind clusters ``parts``
-    (``(points, extents, Gaussian indices)`` each) standing on its footprint; its entry, confidence
-    and id stay (a part no entry named says nothing of which object it is)."""
+    (``(points, extents, Gaussian indices)`` each) standing on its footprint, on the support under
+    ``support_below`` (the parts are background-decoded); its entry, confidence and id stay (a part
+    no entry named says nothing of which object it is)."""
     indices = np.unique(np.concatenate([obj.gaussian_indices, *[idx for _, _, idx in parts]]))
     points = np.concatenate([means[obj.gaussian_indices], *[p for p, _, _ in parts]])
     extents = np.concatenate([std[obj.gaussian_indices], *[e for _, e, _ in parts]])
-    # the parts are background-decoded Gaussians: only the surface under the clearance is support
-    below = support.plane_height + config.unknown_clearance
     boxed = _boxed_object(obj.id, obj.codebook_entry, obj.confidence, points, extents, indices, colors, support,
-                          config, below)
+                          config, support_below)
     if boxed is None:
         return obj
     boxed.nearest_codebook_entry, boxed.nearest_codebook_distance = obj.nearest_codebook_entry, \

@@ -65,6 +65,9 @@ class SupportSurface:
                     > config.plane_level_tolerance_deg:
                 self.up = self.plane.normal
         self.enabled = self.up is not None and config.support_snap > 0 and len(background_means) > 0
+        #: the plane's support height: the median surface height of the background on the plane
+        #: (None: no plane, or the support is off)
+        self.plane_height: float | None = None
         if not self.enabled:
             return
         self.frame = rotation_from_up(self.up)
@@ -74,8 +77,6 @@ class SupportSurface:
         up_std = np.sqrt(np.einsum("i,nij,j->n", up, background_covars, up).clip(0.0))
         self.heights = local[:, 2] + config.support_top_sigma * up_std
         self.across = np.ascontiguousarray(local[:, :2])  # background centres across the up axis
-        # the plane's support height: the median surface height of the background on the plane
-        self.plane_height = None
         if self.plane is not None:
             on_plane = np.abs(self.plane.distance(background_means)) < config.plane_inlier_distance
             self.plane_height = float(np.median(self.heights[on_plane])) if on_plane.any() else None
