@@ -58,7 +58,8 @@ CONFIGURATIONS = {
     "baseline": {"view.process_width": 64, "view.process_height": 64, "mapper.iterations_per_frame": 4,
                  "mapper.fused_compositing": False, "mapper.frame_budget_ms": 0.0, "objects_period_s": 0.0,
                  "mapper.grow_background_margin": 0.0, "mapper.grow_render_scale": 1.0,
-                 "mapper.live_init_opacity": 0.0},
+                 "mapper.live_init_opacity": 0.0, "mapper.live_pixel_stride": 1,
+                 "mapper.live_keyframe_rotation": False},
     "default": {},
     # the issue's 128x128 on this 4:3 camera (centre crop): the defaults at the size the issue names
     "square128": {"view.process_width": 128, "view.process_height": 128},

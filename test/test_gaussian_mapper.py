@@ -249,3 +249,56 @@ def test_a_new_gaussian_decodes_as_its_pixel_class_from_its_first_frame():
     # offline frames (the evaluator's 8 iterations learn it) keep the head's unit rows: there the
     # table starts as object entries
     assert decoded[False][0] < 0.5, decoded
+
+
+def test_a_keyframe_lattice_render_is_the_full_render_sampled_there():
+    # What a live iteration at live_pixel_stride 2 fits: its render at the lattice's size must be the
+    # full-size render at the lattice's pixels (the footprint blur kept at the full view's pixel size),
+    # and its targets the full targets at the same pixels.
+    torch.manual_seed(0)
+    mapper = OnlineMapper(GaussianMapConfig(num_codebook_entries=4), MapperConfig(iterations_per_frame=2))
+    for rgb, K, T_world_cam, points in _small_world_frames():
+        mapper.integrate(rgb, K, T_world_cam, points)
+    keyframe = mapper.keyframes[0]
+    with torch.no_grad():
+        full_rgb, full_depth, _, _ = mapper.render(keyframe.viewmat, keyframe.K, keyframe.width, keyframe.height)
+        seen = set()
+        for _ in range(4):
+            view = keyframe.next_lattice(2)
+            assert (view.width, view.height) == (keyframe.width // 2, keyframe.height // 2)
+            offsets = [(dy, dx) for dy in (0, 1) for dx in (0, 1) if torch.equal(view.rgb, keyframe.rgb[dy::2, dx::2])]
+            assert len(offsets) == 1, offsets  # its colour target is exactly one lattice of the keyframe's
+            (dy, dx), = offsets
+            seen.add((dy, dx))
+            torch.testing.assert_close(view.depth, keyframe.depth[dy::2, dx::2])
+            rgb, depth, _, _, _ = mapper.render_with_meta(view.viewmat, view.K, view.width, view.height,
+                                                          view.pixel_stride)
+            # equal but for a few pixels at the image border, where a footprint is culled against
+            # the lattice's bounds rather than the full view's
+            assert float((rgb - full_rgb[dy::2, dx::2]).abs().mean()) < 1e-5
+            assert float((rgb - full_rgb[dy::2, dx::2]).abs().max()) < 1e-3
+            assert float((depth - full_depth[dy::2, dx::2]).abs().mean()) < 1e-5
+            # the same render against the wrong lattice: what a misplaced offset would give
+            assert float((rgb - full_rgb[(dy + 1) % 2::2, (dx + 1) % 2::2]).abs().mean()) > 1e-3
+    assert seen == {(0, 0), (0, 1), (1, 0), (1, 1)}  # four fits: every offset once
+    assert keyframe.next_lattice(1) is keyframe
+
+
+def test_live_frames_fit_lattices_and_take_the_batch_keyframes_in_turn():
+    # One iteration a live frame (the node's usual share): with rotation each frame's iteration takes
+    # the next keyframe of the training batch, so the newest views are fitted too; the offline rule
+    # (rotation off) starts at the batch's first entry, an older sample, every frame.
+    fitted = {}
+    for rotation in (True, False):
+        torch.manual_seed(0)
+        mapper = OnlineMapper(GaussianMapConfig(num_codebook_entries=4),
+                              MapperConfig(iterations_per_frame=1, window=2, old_samples=1, min_translation_m=0.0,
+                                           min_rotation_deg=0.0, live_pixel_stride=2,
+                                           live_keyframe_rotation=rotation))
+        for rgb, K, T_world_cam, points in _small_world_frames(6):
+            assert mapper.integrate(rgb, K, T_world_cam, points, live=True)["iterations"] == 1
+        fits = [kf.lattice_fits for kf in mapper.keyframes]
+        assert len(fits) == 6 and sum(fits) == 6  # every live iteration fitted one lattice of one keyframe
+        fitted[rotation] = fits
+    assert fitted[True][-2:] != [0, 0], fitted  # the window's views were fitted ...
+    assert fitted[False][-2:] == [0, 0], fitted  # ... which the offline rule never reaches at one iteration

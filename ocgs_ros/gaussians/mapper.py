@@ -29,6 +29,10 @@ from ocgs_ros.gaussians.raster import gsplat_intrinsics, rasterize
 from ocgs_ros.settings import non_negative, positive, setting
 
 
+# gsplat's eps2d: every footprint is widened by this variance in pixels squared (anti-aliasing)
+FOOTPRINT_BLUR_PX2 = 0.3
+
+
 @dataclass(frozen=True)
 class MapperConfig:
     iterations_per_frame: int = setting(8, "Map optimisation iterations per integrated frame (live frames with "
@@ -96,6 +100,21 @@ class MapperConfig:
     # fail at 0.3. 0 = map.init_opacity, as offline.
     live_init_opacity: float = setting(0.3, "Live frames (the node's): opacity new Gaussians start at (0 = "
                                             "map.init_opacity, as offline frames).", non_negative)
+    # Live frames only: each live iteration renders and fits one of the stride x stride pixel lattices
+    # of its keyframe (offsets cycled over iterations, so every pixel is fitted in turn): a render's
+    # cost is its pixel-Gaussian pairs, so stride 2 costs about a quarter of a full one at the same
+    # Gaussians and the same full-resolution targets (docs/mapping_speed.md). Offline frames always
+    # fit every pixel. 1 = every pixel, as before.
+    live_pixel_stride: int = setting(2, "Live frames (the node's): each optimisation iteration fits every "
+                                        "stride-th pixel of its keyframe in each direction, the lattice offset "
+                                        "cycling over iterations (1 = every pixel, as offline frames).", positive)
+    # Live frames only: an iteration's keyframe is taken in turn from the training batch (older samples +
+    # window) across frames. The offline rule restarts at the batch's first entry every frame, which at
+    # the one or two iterations a live frame gets means a sampled *older* keyframe, almost never the
+    # newest views. false = the offline rule.
+    live_keyframe_rotation: bool = setting(True, "Live frames (the node's): take each iteration's keyframe in "
+                                                 "turn from the training batch across frames (false: from its "
+                                                 "first entry every frame, as offline frames).")
     prune_opacity: float = 0.005
     # gsplat-style densify/prune (see densify.DensifyConfig), in optimisation iterations
     densify: bool = True
@@ -140,6 +159,40 @@ class Keyframe:
     viewmat: torch.Tensor  # [4, 4] world → camera
     K: torch.Tensor  # [3, 3]
     identity_probs: torch.Tensor | None = None  # [H, W, M+1] GOCL distribution ("soft" targets)
+    lattice_fits: int = 0  # fits of this keyframe at a pixel stride > 1: its next lattice offset
+    pixel_stride: int = 1  # > 1: a lattice of a full keyframe (next_lattice); the renderer's blur follows
+
+    @property
+    def width(self) -> int:
+        return self.rgb.shape[1]
+
+    @property
+    def height(self) -> int:
+        return self.rgb.shape[0]
+
+    def next_lattice(self, stride: int) -> "Keyframe":
+        """This keyframe seen through its next ``stride`` x ``stride`` pixel lattice: every target at
+        pixels (dx + stride*i, dy + stride*j) and ``K`` mapping a point to its lattice pixel, so a render
+        at the lattice's size is the full-size render sampled there. Successive calls cycle through all
+        stride**2 offsets, so a keyframe fitted repeatedly has every pixel fitted in turn. Stride 1:
+        this keyframe itself."""
+        if stride == 1:
+            return self
+        dy, dx = divmod(self.lattice_fits % (stride * stride), stride)
+        self.lattice_fits += 1
+        K = self.K.clone()
+        # project convention (pixel centres at integers): full pixel u = dx + stride * i
+        K[0, :] /= stride
+        K[1, :] /= stride
+        K[0, 2] = (self.K[0, 2] - dx) / stride
+        K[1, 2] = (self.K[1, 2] - dy) / stride
+
+        def sample(image: torch.Tensor | None) -> torch.Tensor | None:
+            return None if image is None else image[dy::stride, dx::stride].contiguous()
+
+        return Keyframe(sample(self.rgb), sample(self.depth), sample(self.identity_target),
+                        sample(self.identity_confidence), self.viewmat, K, sample(self.identity_probs),
+                        pixel_stride=stride)
 
 
 def project_depth(points_world: np.ndarray, T_world_cam: np.ndarray, K: np.ndarray, width: int, height: int):
@@ -191,8 +244,12 @@ class OnlineMapper:
         rgb, depth, logits, alpha, _ = self.render_with_meta(viewmat, K, width, height)
         return rgb, depth, logits, alpha
 
-    def render_with_meta(self, viewmat: torch.Tensor, K: torch.Tensor, width: int, height: int):
-        """:meth:`render` plus the rasteriser's ``meta`` (gsplat layout; densification reads it)."""
+    def render_with_meta(self, viewmat: torch.Tensor, K: torch.Tensor, width: int, height: int,
+                         pixel_stride: int = 1):
+        """:meth:`render` plus the rasteriser's ``meta`` (gsplat layout; densification reads it).
+        ``pixel_stride`` > 1: ``K`` maps to one pixel lattice of a view that many times larger
+        (:meth:`Keyframe.next_lattice`); the footprint blur is kept at the full view's pixel size, so
+        the render is the full one sampled at the lattice."""
         gmap = self.map
         means = gmap.params["means"]
         if gmap.config.sh_degree == 0:
@@ -202,7 +259,8 @@ class OnlineMapper:
             rgb = torch.clamp_min(_spherical_harmonics(gmap.config.sh_degree, means - cam_pos,
                                                        gmap.sh_coefficients()) + 0.5, 0.0)
         features = torch.cat([rgb, gmap.params["identity"]], dim=1)
-        out, alpha, meta = self._rasterize(features, viewmat, K, width, height, "RGB+ED")
+        out, alpha, meta = self._rasterize(features, viewmat, K, width, height, "RGB+ED",
+                                           FOOTPRINT_BLUR_PX2 / pixel_stride ** 2)
         out, alpha = out[0], alpha[0]
         return out[..., :3], out[..., -1], gmap.decode_identity(out[..., 3:-1], alpha), alpha, meta
 
@@ -214,12 +272,12 @@ class OnlineMapper:
         return out[0, ..., 0], alpha[0]
 
     def _rasterize(self, features: torch.Tensor, viewmat: torch.Tensor, K: torch.Tensor, width: int, height: int,
-                   render_mode: str):
+                   render_mode: str, blur_px2: float = FOOTPRINT_BLUR_PX2):
         """The map's Gaussians through the rasteriser for one camera, on the configured compositing path."""
         gmap = self.map
         return rasterize(gmap.params["means"], gmap.quats_normalized(), gmap.scales_act(), gmap.opacities_act(),
                          features, viewmat[None], gsplat_intrinsics(K[None]), width, height, render_mode=render_mode,
-                         fused=None if self.config.fused_compositing else False)
+                         eps2d=blur_px2, fused=None if self.config.fused_compositing else False)
 
     # -- integration --------------------------------------------------------------------------
     def integrate(self, rgb: np.ndarray, K: np.ndarray, T_world_cam: np.ndarray, points_world: np.ndarray,
@@ -275,7 +333,7 @@ class OnlineMapper:
                                            probs))
             self.window.added()
             self._enforce_keyframe_budget()
-        losses = self._optimise(deadline_s)
+        losses = self._optimise(deadline_s, live)
         pruned = self._prune()
         self.frames_integrated += 1
         return {"grown": grown, "pruned": pruned, "num_gaussians": self.map.num_gaussians,
@@ -334,11 +392,13 @@ class OnlineMapper:
         self.densifier.added(added)
         return added
 
-    def _optimise(self, deadline_s: float | None) -> dict:
+    def _optimise(self, deadline_s: float | None, live: bool = False) -> dict:
         if not self.keyframes or self.map.num_gaussians == 0:
             return {}
         cfg = self.config
         batch = self.window.batch()
+        stride = cfg.live_pixel_stride if live else 1
+        first = self.iterations if live and cfg.live_keyframe_rotation else 0
         totals = {"photometric": 0.0, "depth": 0.0, "identity": 0.0}
         first_started_s = time.perf_counter()
         done = 0
@@ -348,17 +408,18 @@ class OnlineMapper:
                 now = time.perf_counter()
                 if now + (now - first_started_s) / it > deadline_s:
                     break
-            kf = self.keyframes[batch[it % len(batch)]]
-            rgb, depth, logits, _, meta = self.render_with_meta(kf.viewmat, kf.K, kf.rgb.shape[1], kf.rgb.shape[0])
-            photo = photometric_loss(rgb, kf.rgb, cfg.ssim_weight)
-            dl = depth_loss(depth, kf.depth)
+            view = self.keyframes[batch[(first + it) % len(batch)]].next_lattice(stride)
+            rgb, depth, logits, _, meta = self.render_with_meta(view.viewmat, view.K, view.width, view.height,
+                                                                view.pixel_stride)
+            photo = photometric_loss(rgb, view.rgb, cfg.ssim_weight)
+            dl = depth_loss(depth, view.depth)
             loss = photo + cfg.depth_weight * dl
             il = torch.zeros(())
-            if kf.identity_probs is not None:
-                il = identity_loss_soft(logits, kf.identity_probs)
+            if view.identity_probs is not None:
+                il = identity_loss_soft(logits, view.identity_probs)
                 loss = loss + cfg.identity_weight * il
-            elif kf.identity_target is not None:
-                il = identity_loss(logits, kf.identity_target, kf.identity_confidence)
+            elif view.identity_target is not None:
+                il = identity_loss(logits, view.identity_target, view.identity_confidence)
                 loss = loss + cfg.identity_weight * il
             for opt in self.map.optimizers.values():
                 opt.zero_grad(set_to_none=True)
