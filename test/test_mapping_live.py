@@ -16,9 +16,9 @@ from ocgs_ros.settings import from_flat
 from ocgs_ros.sim.dataset import scene_seed
 from ocgs_ros.sim.tabletop import TabletopWorld
 
-# budget, background margin, opacity, lattice and keyframe rotation off: the map is a function of the frames and grows as an offline one,
-# so live and offline maps can be compared; a period longer than the test: one background
-# extraction (the first frame's), then none
+# budget, background margin, opacity, lattice and keyframe rotation off: the map is a function of
+# the frames and grows as an offline one, so live and offline maps can be compared; a period
+# longer than the test: one background extraction (the first frame's), then none
 LIVE = {"view.process_width": 64, "view.process_height": 48, "view.max_points": 3000, "seed": 3,
         "mapper.iterations_per_frame": 2, "mapper.frame_budget_ms": 0.0, "mapper.grow_background_margin": 0.0,
         "mapper.live_init_opacity": 0.0, "mapper.live_pixel_stride": 1, "mapper.live_keyframe_rotation": False,
