@@ -25,12 +25,8 @@ from ocgs_ros.gaussians.keyframes import KeyframeSelector, KeyframeWindow, most_
 from ocgs_ros.gaussians.losses import (depth_loss, hard_targets, identity_loss, identity_loss_soft,
                                       photometric_loss)
 from ocgs_ros.gaussians.map import GaussianMap, GaussianMapConfig
-from ocgs_ros.gaussians.raster import gsplat_intrinsics, rasterize
+from ocgs_ros.gaussians.raster import DEFAULT_EPS2D, gsplat_intrinsics, rasterize
 from ocgs_ros.settings import non_negative, positive, setting
-
-
-# gsplat's eps2d: every footprint is widened by this variance in pixels squared (anti-aliasing)
-FOOTPRINT_BLUR_PX2 = 0.3
 
 
 @dataclass(frozen=True)
@@ -260,7 +256,7 @@ class OnlineMapper:
                                                        gmap.sh_coefficients()) + 0.5, 0.0)
         features = torch.cat([rgb, gmap.params["identity"]], dim=1)
         out, alpha, meta = self._rasterize(features, viewmat, K, width, height, "RGB+ED",
-                                           FOOTPRINT_BLUR_PX2 / pixel_stride ** 2)
+                                           DEFAULT_EPS2D / pixel_stride ** 2)
         out, alpha = out[0], alpha[0]
         return out[..., :3], out[..., -1], gmap.decode_identity(out[..., 3:-1], alpha), alpha, meta
 
@@ -272,7 +268,7 @@ class OnlineMapper:
         return out[0, ..., 0], alpha[0]
 
     def _rasterize(self, features: torch.Tensor, viewmat: torch.Tensor, K: torch.Tensor, width: int, height: int,
-                   render_mode: str, blur_px2: float = FOOTPRINT_BLUR_PX2):
+                   render_mode: str, blur_px2: float = DEFAULT_EPS2D):
         """The map's Gaussians through the rasteriser for one camera, on the configured compositing path."""
         gmap = self.map
         return rasterize(gmap.params["means"], gmap.quats_normalized(), gmap.scales_act(), gmap.opacities_act(),

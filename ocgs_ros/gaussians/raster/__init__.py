@@ -14,7 +14,7 @@ integer-centre intrinsics (docs/conventions.md).
 from .compositing import ALPHA_MAX, ALPHA_MIN, TRANSMITTANCE_MIN
 from .fused import fused_status
 from .gsplat_backend import gsplat_cuda_available, gsplat_cuda_status, rasterize_gsplat
-from .inputs import RENDER_MODES
+from .inputs import DEFAULT_EPS2D, RENDER_MODES
 from .intrinsics import gsplat_intrinsics
 from .select import BACKENDS, rasterize, resolve_backend
 from .torch_backend import rasterize_torch
@@ -23,6 +23,7 @@ __all__ = [
     "ALPHA_MAX",
     "ALPHA_MIN",
     "BACKENDS",
+    "DEFAULT_EPS2D",
     "RENDER_MODES",
     "TRANSMITTANCE_MIN",
     "fused_status",

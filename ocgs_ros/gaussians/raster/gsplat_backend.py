@@ -11,7 +11,7 @@ import functools
 import torch
 from torch import Tensor
 
-from .inputs import check_raster_inputs
+from .inputs import DEFAULT_EPS2D, check_raster_inputs
 
 
 @functools.lru_cache(maxsize=1)
@@ -36,7 +36,7 @@ def gsplat_cuda_available() -> bool:
 def rasterize_gsplat(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, colors: Tensor,
                      viewmats: Tensor, Ks: Tensor, width: int, height: int, near_plane: float = 0.01,
                      far_plane: float = 1e10, render_mode: str = "RGB", sh_degree: int | None = None,
-                     backgrounds: Tensor | None = None, eps2d: float = 0.3) -> tuple[Tensor, Tensor, dict]:
+                     backgrounds: Tensor | None = None, eps2d: float = DEFAULT_EPS2D) -> tuple[Tensor, Tensor, dict]:
     """``gsplat.rasterization`` with ``packed=False`` (so ``meta`` has the torch backend's
     ``[C, N, ...]`` layout). Raises ``RuntimeError`` when the CUDA rasteriser is unusable."""
     check_raster_inputs(means, quats, scales, opacities, colors, viewmats, Ks, width, height, near_plane,

@@ -13,6 +13,8 @@ from torch import Tensor
 RENDER_MODES = ("RGB", "D", "ED", "RGB+D", "RGB+ED")
 # gsplat evaluates spherical harmonics up to degree 4 (25 bases).
 MAX_SH_DEGREE = 4
+# gsplat's default eps2d: every footprint is widened by this variance in pixels squared (anti-aliasing)
+DEFAULT_EPS2D = 0.3
 
 
 @dataclass(frozen=True)

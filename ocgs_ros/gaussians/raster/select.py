@@ -7,7 +7,7 @@ from torch import Tensor
 
 from .compositing import DEFAULT_MAX_PAIRS_PER_CHUNK
 from .gsplat_backend import gsplat_cuda_status, rasterize_gsplat
-from .inputs import is_cuda_call
+from .inputs import DEFAULT_EPS2D, is_cuda_call
 from .torch_backend import rasterize_torch
 
 BACKENDS = ("auto", "gsplat", "torch")
@@ -41,7 +41,7 @@ def resolve_backend(backend: str, *tensors: Tensor | None) -> tuple[str, str]:
 def rasterize(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, colors: Tensor,
               viewmats: Tensor, Ks: Tensor, width: int, height: int, near_plane: float = 0.01,
               far_plane: float = 1e10, render_mode: str = "RGB", sh_degree: int | None = None,
-              backgrounds: Tensor | None = None, eps2d: float = 0.3, backend: str = "auto",
+              backgrounds: Tensor | None = None, eps2d: float = DEFAULT_EPS2D, backend: str = "auto",
               max_pairs_per_chunk: int = DEFAULT_MAX_PAIRS_PER_CHUNK,
               fused: bool | None = None) -> tuple[Tensor, Tensor, dict]:
     """Rasterise N 3D Gaussians into C cameras with ``gsplat.rasterization``'s semantics.

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from .compositing import DEFAULT_MAX_PAIRS_PER_CHUNK, composite_pairs
 from .footprints import footprint_pairs
-from .inputs import check_raster_inputs
+from .inputs import DEFAULT_EPS2D, check_raster_inputs
 
 # gsplat: expected depth = accumulated depth / max(alpha, 1e-10)
 _ED_ALPHA_FLOOR = 1e-10
@@ -33,7 +33,7 @@ _ED_ALPHA_FLOOR = 1e-10
 def rasterize_torch(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, colors: Tensor,
                     viewmats: Tensor, Ks: Tensor, width: int, height: int, near_plane: float = 0.01,
                     far_plane: float = 1e10, render_mode: str = "RGB", sh_degree: int | None = None,
-                    backgrounds: Tensor | None = None, eps2d: float = 0.3,
+                    backgrounds: Tensor | None = None, eps2d: float = DEFAULT_EPS2D,
                     max_pairs_per_chunk: int = DEFAULT_MAX_PAIRS_PER_CHUNK,
                     fused: bool | None = None) -> tuple[Tensor, Tensor, dict]:
     """Render ``C`` cameras with gsplat's semantics; see :func:`ocgs_ros.gaussians.raster.rasterize`.
