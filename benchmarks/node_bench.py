@@ -13,9 +13,10 @@ wall clock at publication like a live driver, and times the ``~/objects`` messag
 after each integrated frame (stamped with that frame). Per configuration: ``process_size``,
 ``frames_integrated_per_s`` (integrated frames / time from the first frame sent to the last output),
 ``latency_ms_median`` / ``latency_ms_p90`` (stamp -> ``~/objects``), ``dropped_ratio`` (frames the
-newest-wins worker skipped), ``peak_rss_mb`` (the node's VmHWM), ``process_ms_mean`` (the node's own
-mean time per integrated frame, from its ``/diagnostics``: the latency less this is waiting for the
-worker), and the iterations per frame and objects the node reported.
+newest-wins worker skipped), ``peak_rss_mb`` (the node's VmHWM plus its pipeline process's),
+``process_ms_mean`` (the node's own mean time per integrated frame, from its ``/diagnostics``: the
+latency less this is waiting for the worker), and the iterations per frame and objects the node
+reported.
 
 One-process bring-up (``--bringup-s`` > 0): ``python -m ocgs_ros.bringup`` with the simulator at
 ``--rate`` (the tabletop GOCL was trained on, its 128x128 camera, processed at 128x128 by the
@@ -45,6 +46,7 @@ import time
 from pathlib import Path
 
 from loopback import keep_dds_on_loopback  # noqa: E402 - benchmarks/, beside this script
+from process_memory import status_mb  # noqa: E402 - benchmarks/, beside this script
 
 REPO = keep_dds_on_loopback()
 
@@ -53,13 +55,13 @@ import numpy as np  # noqa: E402
 #: the node's configurations, as overrides of the package YAML (dotted pipeline settings). The
 #: baseline is the code path before issue 16, reachable by settings: vectorised compositing, exactly
 #: iterations_per_frame, objects extracted after every frame, new Gaussians' identity at the head's
-#: unit row, growth tested on a full-size render.
+#: unit row, growth tested on a full-size render, the pipeline in the node's process.
 CONFIGURATIONS = {
     "baseline": {"view.process_width": 64, "view.process_height": 64, "mapper.iterations_per_frame": 4,
                  "mapper.fused_compositing": False, "mapper.frame_budget_ms": 0.0, "objects_period_s": 0.0,
                  "mapper.grow_background_margin": 0.0, "mapper.grow_render_scale": 1.0,
                  "mapper.live_init_opacity": 0.0, "mapper.live_pixel_stride": 1,
-                 "mapper.live_keyframe_rotation": False},
+                 "mapper.live_keyframe_rotation": False, "pipeline_process": False},
     "default": {},
     # the issue's 128x128 on this 4:3 camera (centre crop): the defaults at the size the issue names
     "square128": {"view.process_width": 128, "view.process_height": 128},
@@ -79,16 +81,6 @@ def render_frames(count: int, seed: int):
     static = dict(stream.static_messages(conversions.ns_to_stamp(time.time_ns())))
     frames = [dict(stream.frame_messages(i, conversions.ns_to_stamp(0)).sensors) for i in range(count)]
     return static, frames
-
-
-def peak_rss_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024.0, 1)
-    except OSError:
-        return None
-    return None
 
 
 def process_size(overrides: dict) -> list[int]:
@@ -162,7 +154,7 @@ def standalone(name: str, overrides: dict, args, static, frames, out: Path) -> d
                 break
             if received and time.time_ns() - received[-1][1] > 10e9:
                 break
-        rss = peak_rss_mb(node_proc.pid)
+        rss = status_mb(node_proc.pid, "VmHWM")
     finally:
         node_proc.send_signal(signal.SIGINT)
         try:
@@ -206,7 +198,8 @@ def bringup(name: str, args, out: Path) -> dict:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=dict(os.environ))
         rss = None
         while proc.poll() is None:
-            rss = peak_rss_mb(proc.pid) or rss  # VmHWM only grows: the last reading is the peak
+            # the highest reading: the pipeline's process may end before the bring-up's own
+            rss = max((r for r in (status_mb(proc.pid, "VmHWM"), rss) if r is not None), default=None)
             time.sleep(0.5)
     if proc.returncode != 0:
         raise SystemExit(f"bringup ({name}) exited {proc.returncode}; see {out / f'bringup_{name}.log'}")

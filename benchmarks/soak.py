@@ -11,10 +11,11 @@ live driver. Replaying instead of running ``sim_publisher`` keeps the rate at 10
 driving frame alone takes longer than 0.1 s on a small CPU, and the render would compete with the
 nodes for it.
 
-Recorded in the JSON (and drawn in the PNG beside it): the resident memory (RSS) of each node every
-``--sample-s`` seconds and its slope (MB/min, least squares) over the last 15 minutes (the second half
-of shorter runs); per ``--window-s`` window and node, the outputs received and their stamp-to-arrival
-latency median / p90; errors (log lines at ERROR, tracebacks, rejected input frames by reason from
+Recorded in the JSON (and drawn in the PNG beside it): the resident memory (RSS) of each node, with
+the processes it started (the mapping pipeline's own), every ``--sample-s`` seconds and its slope
+(MB/min, least squares) over the last 15 minutes (the second half of shorter runs); per
+``--window-s`` window and node, the outputs received and their stamp-to-arrival latency median /
+p90; errors (log lines at ERROR, tracebacks, rejected input frames by reason from
 /diagnostics, nodes that died); the machine load (``os.getloadavg``) before and after; the command.
 """
 from __future__ import annotations
@@ -28,6 +29,7 @@ import time
 from pathlib import Path
 
 from loopback import keep_dds_on_loopback  # noqa: E402 - benchmarks/, beside this script
+from process_memory import status_mb  # noqa: E402 - benchmarks/, beside this script
 
 REPO = keep_dds_on_loopback()
 
@@ -94,17 +96,6 @@ def node_command(name: str, extra: list[str]) -> list[str]:
     for item in extra:
         cmd += ["-p", item]
     return cmd
-
-
-def rss_mb(pid: int) -> float | None:
-    """Resident set size of ``pid`` (MB) from /proc, None once the process is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return None
 
 
 def slope_mb_per_min(samples: list[dict], name: str, window_min: float) -> float | None:
@@ -245,7 +236,7 @@ def main(argv: list[str] | None = None) -> dict:
                 next_frame += 1.0 / args.rate
             if now >= next_sample:
                 samples.append({"t_s": round(now - start, 1),
-                                **{name: rss_mb(p.pid) for name, p in procs.items()}})
+                                **{name: status_mb(p.pid, "VmRSS") for name, p in procs.items()}})
                 next_sample += args.sample_s
             if now - window_start >= args.window_s or now >= end:
                 windows.append({"t_start_s": round(window_start - start, 1), "t_end_s": round(now - start, 1),

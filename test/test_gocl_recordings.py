@@ -184,14 +184,14 @@ def test_train_on_bag_export_and_the_pipeline_and_node_map_with_it(bag_dataset, 
 
     # the node, given the checkpoint as a user gives it (gocl.checkpoint:=PATH), maps and publishes
     static, frames = sim_frames
-    node = make_node(ros_context, shipped)
+    node = make_node(ros_context, shipped, pipeline_process=True)  # as users run it: the pipeline's own process
     try:
         assert node.pipeline.num_entries == model_config.codebook_size
         for frame in frames[:2]:
             feed_tf(node, static, frame)
             submit(node, *parts(frame))
         assert node.published == 2 and not node.rejected, node.rejected
-        assert node.pipeline.map.num_gaussians > 0
+        assert node.pipeline.stats()["gaussians"] > 0
     finally:
         node.destroy_node()
 

@@ -4,6 +4,7 @@ the current map wherever Gaussian indices matter (saved maps, instance renders).
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -103,3 +104,26 @@ def test_live_frames_grow_gaussians_at_the_live_opacity_and_offline_frames_at_th
     # the first frame's Gaussians, after its optimisation iterations: near where they started
     assert float(live.map.opacities_act().median()) == pytest.approx(0.3, abs=0.05)
     assert float(offline.map.opacities_act().median()) == pytest.approx(config.map.init_opacity, abs=0.05)
+
+
+@pytest.mark.parametrize("extraction_s, iterations", [(0.0, 4), (1.05, 1)])
+def test_a_live_frames_budget_keeps_the_last_extractions_time_for_its_objects(world_frames, monkeypatch,
+                                                                             extraction_s, iterations):
+    # The budget runs to the frame's objects: once an extraction took longer than the whole budget,
+    # the next frame optimises the minimum (1 iteration), not its full count (a 1 s budget that a
+    # handful of 64x48 iterations never approaches)
+    world, frames = world_frames
+    config = from_flat(MappingConfig, {**LIVE, "mapper.iterations_per_frame": 4, "mapper.frame_budget_ms": 1000.0,
+                                       "objects_period_s": 0.0})
+    pipeline = oracle_pipeline(world, frames[:2], config)
+    update_tracker = pipeline._update_tracker
+
+    def slow_update(*args):
+        time.sleep(extraction_s)
+        return update_tracker(*args)
+
+    monkeypatch.setattr(pipeline, "_update_tracker", slow_update)
+    pipeline.process(frames[0], live=True)
+    before = pipeline.stats()["iterations"]
+    pipeline.process(frames[1], live=True)
+    assert pipeline.stats()["iterations"] - before == iterations

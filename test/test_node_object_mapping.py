@@ -56,7 +56,10 @@ def make_node(ros_context, checkpoint, **overrides):
     values = {"gocl.checkpoint": str(checkpoint), "view.process_width": 64, "view.process_height": 48,
               "mapper.iterations_per_frame": 2, "view.max_points": 2000, "mapper.grow_max_points": 800,
               "objects.min_gaussians": 3, "objects.min_opacity": 0.0, "objects.link_radius": 0.05,
-              "tf_timeout_s": 0.0, "publish_gaussians_period_s": 0.0, **overrides}
+              "tf_timeout_s": 0.0, "publish_gaussians_period_s": 0.0,
+              # in the node's process: these tests reach into the pipeline (test_mapping_process.py
+              # and the tests below that set it true cover the pipeline's own process)
+              "pipeline_process": False, **overrides}
     return ObjectMappingNode(context=ros_context, parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
 
 
@@ -183,6 +186,32 @@ def test_bad_input_is_dropped_and_counted_and_the_node_keeps_mapping(ros_context
         node.destroy_node()
 
 
+def test_the_pipelines_own_process_maps_and_its_death_is_counted_not_fatal(ros_context, gocl_checkpoint, sim_frames):
+    import os
+    import signal
+
+    from ocgs_ros_interfaces.srv import QueryObjects
+    from std_srvs.srv import Trigger
+
+    static, frames = sim_frames
+    node = make_node(ros_context, gocl_checkpoint, **NO_GOCL, pipeline_process=True)
+    try:
+        assert node.pipeline.pid != os.getpid()
+        feed_tf(node, static, frames[0])
+        submit(node, *parts(frames[0]))  # a frame through the process, published by the node
+        assert node.published == 1 and not node.rejected and node.stats()["gaussians"] > 0
+        os.kill(node.pipeline.pid, signal.SIGKILL)
+        feed_tf(node, static, frames[1])
+        submit(node, *parts(frames[1]))
+        assert node.published == 1 and reject_families(node.rejected) == {"processing": 1}
+        query = node._on_query(QueryObjects.Request(mode=QueryObjects.Request.ALL), QueryObjects.Response())
+        assert not query.success and "exited" in query.message
+        assert not node._on_reset(Trigger.Request(), Trigger.Response()).success
+        assert "exited" in node.stats()["pipeline_error"]
+    finally:
+        node.destroy_node()
+
+
 def test_stale_and_out_of_order_frames_are_dropped(ros_context, gocl_checkpoint, sim_frames):
     static, frames = sim_frames
     node = make_node(ros_context, gocl_checkpoint, **NO_GOCL, max_input_age_s=5.0)
@@ -274,6 +303,8 @@ def test_invalid_parameters_fail_at_start_with_a_clear_error(ros_context, gocl_c
     garbage.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="gocl.checkpoint"):
         bad(**{"gocl.checkpoint": str(garbage)})
+    with pytest.raises(ValueError, match="gocl.checkpoint"):  # raised in the pipeline's process, named alike
+        bad(**{"gocl.checkpoint": str(garbage), "pipeline_process": True})
 
 
 def test_a_registered_depth_camera_feeds_the_map_and_bad_depth_is_dropped(ros_context, gocl_checkpoint, sim_frames):

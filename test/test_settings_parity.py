@@ -148,7 +148,7 @@ def test_nested_yaml_keys_reach_the_node_as_dotted_parameters(ros_context, tmp_p
     assert params_file_problems(path, node_configs()) == []
     node = ObjectMappingNode(context=ros_context, cli_args=["--ros-args", "--params-file", str(path)])
     try:
-        assert node.settings.map_frame == "world" and node.pipeline.identity is None
+        assert node.settings.map_frame == "world" and not node.pipeline.has_identity
         assert (node.config.view.process_width, node.config.view.process_height) == (64, 48)
         assert node.config.objects.link_radius == 0.05 and node.config.mapper.iterations_per_frame == 8
     finally:

@@ -68,7 +68,7 @@ def test_a_novel_object_is_an_unknown_kind_instance_with_a_stable_id(ros_context
     # an entry are still near the uniform 1/33 (as in test_mapping_pipeline)
     values = {"gocl.checkpoint": "none", "gocl.num_codebook_entries": ENTRIES, "view.process_width": 64,
               "view.process_height": 48, "mapper.frame_budget_ms": 0.0, "objects_period_s": 0.0,
-              "objects.unknown_objects": True,
+              "objects.unknown_objects": True, "pipeline_process": False,  # the identity is set in-process
               "min_object_confidence": 0.15, "tf_timeout_s": 0.0, "publish_gaussians_period_s": 1e6}
     node = ObjectMappingNode(context=ros_context,
                              parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])

@@ -37,8 +37,9 @@ class MapperConfig:
     # once its budget is spent (at least 1 iteration, at most iterations_per_frame), so a slower CPU
     # or a bigger map costs iterations, not latency. Offline callers (the evaluator, tests) and 0 run
     # exactly iterations_per_frame: a map that depends only on the frames and the seed.
-    frame_budget_ms: float = setting(150.0, "Live frames: time budget of one frame (ms, from the start of its "
-                                            "processing); optimisation stops before an iteration that would "
+    frame_budget_ms: float = setting(120.0, "Live frames: time budget of one frame (ms, from the start of its "
+                                            "processing to its objects: the last object extraction's time is "
+                                            "kept for them); optimisation stops before an iteration that would "
                                             "exceed it (at least 1, at most mapper.iterations_per_frame). 0 = off: "
                                             "exactly mapper.iterations_per_frame (deterministic).", non_negative)
     # same images and gradients either way (test_raster_gradients); false measures the old path

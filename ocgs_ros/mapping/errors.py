@@ -10,3 +10,6 @@ class FrameRejected(ValueError):
     def __init__(self, reason: str, message: str):
         super().__init__(message)
         self.reason = reason
+
+    def __reduce__(self):  # pickled by the pipeline's own process (mapping.process) with both arguments
+        return type(self), (self.reason, str(self))

@@ -122,6 +122,11 @@ class ObjectMappingPipeline:
         self.frames_integrated = 0
         self.rejected: dict[str, int] = {}
 
+    @property
+    def has_identity(self) -> bool:
+        """Whether pixels get codebook identities (False: GOCL off, ``checkpoint: none``)."""
+        return self.identity is not None
+
     # -- state for tests and tools ------------------------------------------------------------
     @property
     def mapper(self) -> OnlineMapper:
@@ -175,8 +180,16 @@ class ObjectMappingPipeline:
                                      rgb, K, objects_updated=updated)
 
     def _deadline(self, started_s: float, live: bool) -> float | None:
+        """When a live frame's optimisation must end: the budget covers the frame up to its objects,
+        so with extraction in the frame (``objects_period_s`` 0) the last extraction's duration is
+        kept for it. Extraction grows with the map and its objects (40 ms of a 184 ms frame in the
+        node's world, docs/mapping_speed.md): left out, a bigger map would cost latency, not
+        iterations."""
         budget_ms = self.config.mapper.frame_budget_ms
-        return started_s + budget_ms / 1e3 if live and budget_ms > 0 else None
+        if not live or budget_ms <= 0:
+            return None
+        extraction_s = self._extraction_duration_s if self.config.objects_period_s <= 0 else 0.0
+        return started_s + budget_ms / 1e3 - extraction_s
 
     # -- object extraction: offline after every frame; live in a background thread -------------
     # Live, extraction must not hold up the next frame (its cost grows with the objects and the map,

@@ -19,7 +19,8 @@ LiDAR frame at the frame's stamp). Each synchronised frame goes to a newest-wins
 Parameters: the node's own (:class:`~ocgs_ros.ros.node_settings.MappingNodeSettings`) and the
 pipeline's (:class:`~ocgs_ros.mapping.config.MappingConfig`, dotted: ``view.process_width``,
 ``mapper.iterations_per_frame``, ``gocl.checkpoint``, ``objects.link_radius``, ...). This file
-converts messages, schedules and publishes; the pipeline does the mapping.
+converts messages, schedules and publishes; the pipeline does the mapping, in a process of its own
+(``pipeline_process``, :mod:`ocgs_ros.mapping.process`) so the node's Python never holds it up.
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from visualization_msgs.msg import MarkerArray
 from ocgs_ros.mapping.config import MappingConfig
 from ocgs_ros.mapping.frames import transform_points
 from ocgs_ros.mapping.pipeline import MappingFrame, MappingUpdate, ObjectMappingPipeline
+from ocgs_ros.mapping.process import PipelineProcess, PipelineProcessError
 from ocgs_ros.ros import conversions, qos
 from ocgs_ros.ros.node_main import SHUTDOWN_GRACE_S, run_node
 from ocgs_ros.ros.node_settings import MappingNodeSettings
@@ -50,7 +52,8 @@ class ObjectMappingNode(PerceptionNode):
         s: MappingNodeSettings = self.settings
         self.config: MappingConfig = self.configs[1]
         try:
-            self.pipeline = ObjectMappingPipeline(self.config)
+            self.pipeline = (PipelineProcess(self.config, s.torch_threads) if s.pipeline_process
+                             else ObjectMappingPipeline(self.config))
         except ValueError as exc:  # an unusable checkpoint: one line naming it
             raise ValueError(f"object_mapping_node: {exc}") from exc
         self._last_gaussians_s = -float("inf")
@@ -75,7 +78,8 @@ class ObjectMappingNode(PerceptionNode):
         self.get_logger().info(
             f"mapping {s.image_topic} + {s.points_topic} into {s.map_frame!r} at "
             f"{view.process_width or 'camera'}x{view.process_height or 'camera'}; GOCL "
-            f"{'off' if self.pipeline.identity is None else gocl.checkpoint} ({self.pipeline.num_entries} entries)")
+            f"{gocl.checkpoint if self.pipeline.has_identity else 'off'} ({self.pipeline.num_entries} entries)"
+            f"{'; pipeline in process ' + str(self.pipeline.pid) if s.pipeline_process else ''}")
 
     @property
     def objects(self) -> list:
@@ -140,7 +144,7 @@ class ObjectMappingNode(PerceptionNode):
             found = self._query(request)
             response.objects = [conversions.map_object_to_msg(o) for o in found]
             response.success, response.message = True, f"{len(found)} object(s)"
-        except (FrameError, ValueError) as exc:
+        except (FrameError, ValueError, PipelineProcessError) as exc:
             response.success, response.message = False, str(exc)
         return response
 
@@ -178,7 +182,11 @@ class ObjectMappingNode(PerceptionNode):
         return response
 
     def _on_reset(self, request, response):
-        self.pipeline.reset()
+        try:
+            self.pipeline.reset()
+        except PipelineProcessError as exc:  # a service answers; it never takes the node down
+            response.success, response.message = False, str(exc)
+            return response
         response.success, response.message = True, "map cleared"
         self.get_logger().info("map reset")
         return response
@@ -191,7 +199,10 @@ class ObjectMappingNode(PerceptionNode):
         return result
 
     def stats(self) -> dict:
-        pipeline = self.pipeline.stats()
+        try:
+            pipeline = self.pipeline.stats()
+        except PipelineProcessError as exc:  # the frames' own figures still stand
+            return {**super().stats(), "pipeline_error": str(exc)}
         return {**super().stats(), "objects": pipeline["objects"], "gaussians": pipeline["gaussians"]}
 
 

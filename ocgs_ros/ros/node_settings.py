@@ -60,6 +60,10 @@ class MappingNodeSettings(PerceptionSettings):
     max_published_gaussians: int = setting(20000, "Points in ~/gaussians at most (random subset).", positive)
     publish_identity_image: bool = setting(False, "Publish ~/identity_image (renders the map once more per frame).")
     default_map_path: str = setting("runs/maps/object_map", "Where ~/save_map writes when the request path is empty.")
+    # its own GIL and core: beside the executor, the conversions and (in the one-process bring-up)
+    # the simulator, the mapper's Python waited for the GIL (ocgs_ros.mapping.process)
+    pipeline_process: bool = setting(True, "Run the mapping pipeline in a process of its own (false: in the "
+                                           "node's process, as tests that reach into it need).")
 
 
 @dataclass(frozen=True)
