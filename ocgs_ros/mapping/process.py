@@ -135,7 +135,7 @@ def _serve(conn: Connection, config: MappingConfig, torch_threads: int) -> None:
     except Exception as exc:  # noqa: BLE001 - handed to the parent's constructor, which raises it
         conn.send(("error", _portable(exc)))
         return
-    conn.send(("ok", {"num_entries": pipeline.num_entries, "has_identity": pipeline.identity is not None}))
+    conn.send(("ok", {"num_entries": pipeline.num_entries, "has_identity": pipeline.has_identity}))
     while True:
         try:
             name, args, kwargs = conn.recv()
