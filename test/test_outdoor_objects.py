@@ -186,6 +186,38 @@ def test_the_support_plane_is_the_ground_not_the_wall():
     assert fit_support_plane(means[:5], (0.0, 0.0, 1.0), 0.15, 25.0, 5000, 10) is None
 
 
+def test_a_warm_start_that_still_holds_replaces_ransac_and_one_that_does_not_falls_back(monkeypatch):
+    from ocgs_ros.gaussians.objects import ground
+
+    gmap = street_map()
+    background = gmap.identity_logits().argmax(dim=1).numpy() == 0
+    means = gmap.params["means"].detach().double().numpy()[background]
+    config = object_config("outdoor")
+    args = (config.up_axis, config.plane_inlier_distance, config.plane_max_tilt_deg, config.plane_max_points,
+            config.min_support_gaussians)
+    cold = fit_support_plane(means, *args)
+    # the road the previous update fitted, 2 cm lower: it holds most of the points, so it is
+    # refitted, and RANSAC does not run
+    prior = ground.SupportPlane(cold.normal, cold.offset - 0.02)
+    with monkeypatch.context() as patched:
+        patched.setattr(ground, "RANSACRegressor", None)  # any RANSAC call would fail
+        warm = fit_support_plane(means, *args, prior=prior)
+    assert np.degrees(np.arccos(np.clip(warm.normal @ cold.normal, -1, 1))) < 0.05
+    assert abs(warm.offset - cold.offset) < 5e-3
+    # a prior 1 m off (the robot on another floor) holds no point: RANSAC finds the road again
+    far = fit_support_plane(means, *args, prior=ground.SupportPlane(cold.normal, cold.offset + 1.0))
+    assert np.allclose(far.normal, cold.normal, atol=1e-9) and far.offset == pytest.approx(cold.offset)
+    # ... and so does a prior held by fewer than half of the points (the wall side of the street)
+    wall_side = means[cold.distance(means) > 1.0]
+    crowded = fit_support_plane(np.concatenate([means, wall_side, wall_side]), *args,
+                                prior=ground.SupportPlane(cold.normal, cold.offset))
+    assert np.degrees(np.arccos(np.clip(crowded.normal @ cold.normal, -1, 1))) < 0.3
+    # a warm start carries the plane from one live update to the next
+    start = ground.PlaneWarmStart()
+    SupportSurface(means, np.tile(np.eye(3) * 1e-4, (len(means), 1, 1)), config, start)
+    assert start.plane is not None and np.allclose(start.plane.normal, cold.normal)
+
+
 def test_the_two_parameter_sets_have_the_same_keys_and_tabletop_is_the_default():
     keys = {name: set(yaml.safe_load((REPO / "config" / f"{name}.yaml").read_text())
                       ["/**/object_mapping_node"]["ros__parameters"]["objects"]) for name in ("tabletop", "outdoor")}

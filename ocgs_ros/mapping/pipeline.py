@@ -174,7 +174,7 @@ class ObjectMappingPipeline:
                     if self._objects_due():
                         self._start_background_extraction()
                 else:
-                    self._extract_objects()
+                    self._extract_objects(live)
                     updated = True
                 return MappingUpdate(list(self._objects), self._mapper.map.num_gaussians, self.frames_integrated,
                                      rgb, K, objects_updated=updated)
@@ -218,19 +218,21 @@ class ObjectMappingPipeline:
         started_s = time.monotonic()
         objects = error = None
         try:
-            objects = self._update_tracker(tracker, frozen, evidence)
+            objects = self._update_tracker(tracker, frozen, evidence, True)
         except Exception as exc:  # noqa: BLE001 - handed to the next frame, which raises it
             error = exc
         finished_s = time.monotonic()
         self._background_result = (generation, frame, objects, error, finished_s, finished_s - started_s)
 
-    def _update_tracker(self, tracker: ObjectTracker, gmap: GaussianMap, evidence: list[np.ndarray]) -> list:
+    def _update_tracker(self, tracker: ObjectTracker, gmap: GaussianMap, evidence: list[np.ndarray],
+                        live: bool) -> list:
         """The confident objects of ``gmap``, the tracker first given the frames' returns ``evidence``
-        in order (one tracker update at a time: the live background one and the rest)."""
+        in order (one tracker update at a time: the live background one and the rest); ``live``:
+        the support plane starts from the last live update's (ObjectTracker.update)."""
         with self._tracker_lock:
             for points in evidence:
                 tracker.add_evidence(points)
-            return self._confident(tracker.update(gmap))
+            return self._confident(tracker.update(gmap, live=live))
 
     def _adopt_background_objects(self) -> bool:
         """Take a finished background extraction's objects (True if there were new ones); its
@@ -256,10 +258,10 @@ class ObjectMappingPipeline:
         if self._objects_frame != self.frames_integrated:
             self._extract_objects()
 
-    def _extract_objects(self) -> None:
+    def _extract_objects(self, live: bool = False) -> None:
         evidence, self._pending_evidence = self._pending_evidence, []
         started_s = time.monotonic()
-        self._objects = self._update_tracker(self._tracker, self._mapper.map, evidence)
+        self._objects = self._update_tracker(self._tracker, self._mapper.map, evidence, live)
         self._objects_frame = self.frames_integrated
         self._objects_extracted_s = time.monotonic()
         self._extraction_duration_s = self._objects_extracted_s - started_s

@@ -36,6 +36,7 @@ from .boxes import (aabbs_overlap, axis_std, capped_extents, footprint_bounds, f
                     trimmed_bounds, world_covariance)
 from .clustering import connected_labels
 from .config import ObjectConfig
+from .ground import PlaneWarmStart
 from .map_object import UNKNOWN_ENTRY, MapObject
 from .support import SupportSurface
 from .unknown import nearest_entry, unknown_clusters
@@ -47,10 +48,12 @@ _ON_FACE = 1e-6
 
 @torch.no_grad()
 def extract_instances(gmap: GaussianMap, config: ObjectConfig | None = None,
-                      evidence: np.ndarray | None = None) -> list[MapObject]:
+                      evidence: np.ndarray | None = None, plane_warm_start: PlaneWarmStart | None = None,
+                      ) -> list[MapObject]:
     """Instances of ``gmap`` (ids are provisional, 0-based in extraction order; use
     :class:`ObjectTracker` for stable ids). ``evidence [V, 3]``: accumulated range returns (voxel
-    centres, :class:`~.evidence.PointEvidence`) for the geometric path, besides the map's Gaussians."""
+    centres, :class:`~.evidence.PointEvidence`) for the geometric path, besides the map's Gaussians.
+    ``plane_warm_start``: the support plane of this live map's previous extraction (:mod:`.ground`)."""
     config = config or ObjectConfig()
     if gmap.num_gaussians == 0:
         return []
@@ -69,7 +72,7 @@ def extract_instances(gmap: GaussianMap, config: ObjectConfig | None = None,
     colors = gmap.colors().numpy()
     std = axis_std(covars) * config.box_sigma
     background = (entry < 0) & opaque & finite
-    support = SupportSurface(means[background], covars[background], config)
+    support = SupportSurface(means[background], covars[background], config, plane_warm_start)
     groups: list[tuple[int, np.ndarray]] = []  # (codebook entry, Gaussian indices) per connected component
     for code in np.unique(entry[candidate]):
         members = np.flatnonzero(candidate & (entry == code))

@@ -37,7 +37,7 @@ from scipy.spatial import cKDTree
 from .boxes import rotation_from_up
 from .clustering import connected_labels
 from .config import ObjectConfig
-from .ground import SupportPlane, fit_support_plane
+from .ground import PlaneWarmStart, SupportPlane, fit_support_plane
 
 # the axis-aligned box snaps along a map axis within this angle of the up axis: a fitted plane's
 # normal (beyond plane_level_tolerance_deg) is never exactly a map axis, and the snap's error,
@@ -50,13 +50,18 @@ class SupportSurface:
     ``up_axis``), for snapping box bottoms onto the surface an object stands on (see the module
     docstring)."""
 
-    def __init__(self, background_means: np.ndarray, background_covars: np.ndarray, config: ObjectConfig):
+    def __init__(self, background_means: np.ndarray, background_covars: np.ndarray, config: ObjectConfig,
+                 warm_start: PlaneWarmStart | None = None):
+        """``warm_start``: the live map's last plane, offered to the fit and replaced by its result."""
         self.config = config
         self.plane: SupportPlane | None = None
         if config.up_axis is not None and config.support_plane:
             self.plane = fit_support_plane(background_means, config.up_axis, config.plane_inlier_distance,
                                            config.plane_max_tilt_deg, config.plane_max_points,
-                                           config.min_support_gaussians)
+                                           config.min_support_gaussians,
+                                           prior=None if warm_start is None else warm_start.plane)
+            if warm_start is not None:
+                warm_start.plane = self.plane
         #: the up axis of the map's boxes (unit; None: full PCA boxes)
         self.up: np.ndarray | None = None
         if config.up_axis is not None:

@@ -20,6 +20,7 @@ from .boxes import aabbs_overlap
 from .config import ObjectConfig
 from .evidence import PointEvidence
 from .extraction import extract_instances
+from .ground import PlaneWarmStart
 from .map_object import UNKNOWN_ENTRY, MapObject, as_vector
 
 OBJECTS_FORMAT = "ocgs_ros.objects"
@@ -40,6 +41,7 @@ class ObjectTracker:
         self._sightings: dict[int, int] = {}  # id -> updates it was extracted in
         self.next_id = 1  # 0 is the background label of rendered instance masks
         self.updates = 0
+        self._plane_warm_start = PlaneWarmStart()  # live updates' support plane, for the next one
 
     def add_evidence(self, points: np.ndarray) -> None:
         """Accumulate one frame's range returns ``points [N, 3+]`` (map frame) as geometric evidence
@@ -53,9 +55,13 @@ class ObjectTracker:
             self.evidence = PointEvidence(*wanted)
         self.evidence.add(points)
 
-    def update(self, gmap: GaussianMap) -> list[MapObject]:
-        """Extract the instances of ``gmap`` and give them ids matched to the previous update."""
-        current = extract_instances(gmap, self.config, self.evidence.centres(self.config.unknown_min_hits))
+    def update(self, gmap: GaussianMap, live: bool = False) -> list[MapObject]:
+        """Extract the instances of ``gmap`` and give them ids matched to the previous update.
+        ``live``: a live map's update, whose support plane fit starts from the previous live
+        update's (:mod:`.ground`); offline updates fit from scratch, so their objects depend only on
+        the map."""
+        current = extract_instances(gmap, self.config, self.evidence.centres(self.config.unknown_min_hits),
+                                    self._plane_warm_start if live else None)
         previous = self.objects + self._tentative
         ids: list[int | None] = [None] * len(current)
         if previous and current:
