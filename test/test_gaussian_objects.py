@@ -381,3 +381,14 @@ def test_one_object_cut_in_two_by_a_band_of_background_decoded_gaussians_is_one_
     assert sorted(o.num_gaussians for o in parts) == [100, 150]
     with pytest.raises(ValueError):
         ObjectConfig(footprint_merge_iou=0.0)
+
+
+def test_column_quantile_is_numpys_linear_quantile():
+    from ocgs_ros.gaussians.objects.boxes import column_quantile
+
+    rng = np.random.default_rng(3)
+    for rows in (1, 2, 3, 7, 50, 401):
+        values = rng.normal(size=(rows, 3))
+        for q in (0.0, 0.02, 0.25, 0.5, 0.98, 1.0):
+            assert np.allclose(column_quantile(values, q), np.quantile(values, q, axis=0), rtol=0, atol=1e-12)
+            assert np.isclose(column_quantile(values[:, 0], q), np.quantile(values[:, 0], q), rtol=0, atol=1e-12)

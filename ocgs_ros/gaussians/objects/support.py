@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .boxes import rotation_from_up
+from .boxes import column_quantile, rotation_from_up
 from .clustering import connected_labels
 from .config import ObjectConfig
 from .ground import PlaneWarmStart, SupportPlane, fit_support_plane
@@ -174,8 +174,8 @@ class SupportSurface:
         # trimmed like the box: a few stray elevated Gaussians far off (a faint blob, a neighbour's
         # edge) must not keep every table Gaussian between them and the object
         trim = self.config.box_trim
-        lo = np.quantile(across[~ground], trim, axis=0) - self.config.footprint_margin
-        hi = np.quantile(across[~ground], 1.0 - trim, axis=0) + self.config.footprint_margin
+        lo = column_quantile(across[~ground], trim) - self.config.footprint_margin
+        hi = column_quantile(across[~ground], 1.0 - trim) + self.config.footprint_margin
         inside = np.all((across >= lo) & (across <= hi), axis=1)
         return indices[~ground | inside]
 
@@ -186,7 +186,7 @@ class SupportSurface:
     def rise(self, points: np.ndarray, height: float) -> float:
         """How far the instance's Gaussian centres reach above the support ``height`` (the
         ``1 - box_trim`` quantile, robust to a few stray centres)."""
-        return float(np.quantile(points @ self.frame[:, 2], 1.0 - self.config.box_trim)) - height
+        return float(column_quantile(points @ self.frame[:, 2], 1.0 - self.config.box_trim)) - height
 
     def _snapped_bottom(self, bottom: float, height: float) -> float:
         return height if bottom - height < self.config.support_snap else bottom
