@@ -24,6 +24,14 @@ def test_ssim_identity_symmetry_and_monotone_in_noise():
         ssim(img, img[:-1])
 
 
+def test_ssim_of_images_smaller_than_its_window_pad():
+    # a live pixel lattice of a small view: 3 rows, fewer than the window's pad of 5
+    rng = torch.Generator().manual_seed(0)
+    image = torch.rand(3, 7, 3, generator=rng)
+    assert float(ssim(image, image)) == pytest.approx(1.0, abs=1e-5)
+    assert float(ssim(image, torch.rand(3, 7, 3, generator=rng))) < 0.9
+
+
 def test_depth_loss_uses_measured_pixels_only():
     rendered = torch.full((4, 5), 2.0)
     measured = torch.zeros(4, 5)

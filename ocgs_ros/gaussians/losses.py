@@ -33,9 +33,12 @@ def ssim(image: Tensor, target: Tensor) -> Tensor:
     channels = x.shape[1]
     w = _gaussian_window(channels, x.device, x.dtype)
     pad = SSIM_WINDOW // 2
+    # reflection needs more rows and columns than the pad: a live iteration's pixel lattice of a
+    # small view (process size / live_pixel_stride) can have fewer, where the edge is repeated instead
+    mode = "reflect" if min(x.shape[-2:]) > pad else "replicate"
 
     def blur(t):
-        return F.conv2d(F.pad(t, (pad,) * 4, mode="reflect"), w, groups=channels)
+        return F.conv2d(F.pad(t, (pad,) * 4, mode=mode), w, groups=channels)
 
     mu_x, mu_y = blur(x), blur(y)
     sxx = blur(x * x) - mu_x**2
