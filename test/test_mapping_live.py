@@ -67,7 +67,7 @@ def test_a_failed_background_extraction_is_raised_not_lost(world_frames, tmp_pat
     pipeline = ObjectMappingPipeline(from_flat(MappingConfig, {**LIVE, "gocl.checkpoint": "none",
                                                                "objects_period_s": 1e-9}))
 
-    def broken_update(gmap):
+    def broken_update(gmap, live=False):
         raise ValueError("broken tracker")
 
     pipeline.tracker.update = broken_update
@@ -82,9 +82,9 @@ def test_close_waits_for_a_running_background_extraction_within_its_bound(world_
     release = threading.Event()
     update = pipeline.tracker.update
 
-    def held_update(gmap):
+    def held_update(gmap, live=False):
         release.wait(10.0)  # an extraction still running when the node goes down
-        return update(gmap)
+        return update(gmap, live=live)
 
     pipeline.tracker.update = held_update
     assert pipeline.close(timeout_s=0.0)  # nothing running yet
