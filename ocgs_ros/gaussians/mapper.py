@@ -36,7 +36,9 @@ class MapperConfig:
     # Live frames only (the node; ObjectMappingPipeline.process(live=True)): a frame stops optimising
     # once its budget is spent (at least 1 iteration, at most iterations_per_frame), so a slower CPU
     # or a bigger map costs iterations, not latency. Offline callers (the evaluator, tests) and 0 run
-    # exactly iterations_per_frame: a map that depends only on the frames and the seed.
+    # exactly iterations_per_frame: a map that depends only on the frames and the seed. 130 ms: two
+    # stride-3 iterations a frame in node_bench's world (the quality needs two: live_quality.py) while
+    # the node still integrates >= 3x the frames of the pre-issue-16 path (docs/mapping_speed.md).
     frame_budget_ms: float = setting(130.0, "Live frames: time budget of one frame (ms, from the start of its "
                                             "processing to its objects: the last object extraction's time is "
                                             "kept for them); optimisation stops before an iteration that would "

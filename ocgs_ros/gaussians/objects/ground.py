@@ -11,10 +11,10 @@ walls, not supports. Where a table and the floor are both in view, the plane wit
 Warm start (``prior``, the live map's extractions: :class:`PlaneWarmStart`): a live map changes
 little between two frames, and RANSAC's trials cost 8-15 ms an extraction, mostly scikit-learn's
 per-trial checks (docs/mapping_speed.md). When the previous plane still has at least half of the
-points within ``inlier_distance``, no other plane can have more inliers than it (two planes share
-only the points near their intersection), so RANSAC would choose it again: it is refitted by least
-squares on those inliers, as RANSAC refits its best candidate, and RANSAC runs only when it fails
-(a new table, the robot on another floor, a map that moved).
+points within ``inlier_distance``, another plane could hold as many only through the points near
+their intersection (two planes share no others), so it is what RANSAC's best candidate would be:
+it is refitted by least squares on those inliers, as RANSAC refits its best candidate, and RANSAC
+runs only when it fails (a new table, the robot on another floor, a map that moved).
 """
 from __future__ import annotations
 
