@@ -19,7 +19,7 @@ W = H = 24
 K = torch.tensor([[30.0, 0, 11.5], [0, 30.0, 11.5], [0, 0, 1]])
 
 
-def _fit(max_gaussians: int, steps: int, config: DensifyConfig, n: int = 60):
+def _fit(max_gaussians: int, steps: int, config: DensifyConfig, n: int = 60, lineage_window: int = 0):
     g = np.random.default_rng(0)
     mapper = OnlineMapper(GaussianMapConfig(num_codebook_entries=3, max_gaussians=max_gaussians))
     points = np.c_[g.uniform(-0.3, 0.3, (n, 2)), g.uniform(1.8, 2.2, n)]
@@ -37,7 +37,7 @@ def _fit(max_gaussians: int, steps: int, config: DensifyConfig, n: int = 60):
         loss.backward()
         for opt in mapper.map.optimizers.values():
             opt.step()
-        mapper.densifier.after_backward(step, meta)
+        mapper.densifier.after_backward(step, meta, lineage_window)
         sizes.append(mapper.map.num_gaussians)
     return mapper, sizes
 
@@ -55,6 +55,36 @@ def test_densify_grows_but_never_beyond_the_cap():
         if name in ("means", "sh0", "opacities"):  # the ones the photometric loss stepped
             assert opt.state[param]["exp_avg"].shape[0] == n
     assert mapper.densifier.state["grad2d"].shape == (n,)
+
+
+def test_a_lineage_densifies_only_within_its_window_after_seeding():
+    # every Gaussian wants to grow (noise target, tiny threshold); refinements at even steps
+    config = DensifyConfig(refine_every=2, refine_start_iter=1, grow_grad2d=1e-6)
+    mapper, sizes = _fit(max_gaussians=100_000, steps=12, config=config, lineage_window=5)
+    assert sizes[3] > sizes[1]  # step 4: seeded at 0, inside the window (step 2 pruned first)
+    assert len(set(sizes[3:])) == 1  # from step 6 the lineage (children included) is settled
+    _, unbounded = _fit(max_gaussians=100_000, steps=12, config=config, lineage_window=0)
+    assert unbounded[:4] == sizes[:4] and unbounded[-1] > 4 * sizes[-1]  # without it, doubling every refinement
+    assert (mapper.densifier.state["seeded"] == 0).all()  # duplicates and splits inherit the seeding
+    # Gaussians seeded now (as the mapper's growth from a new view) densify; the settled ones do not
+    settled = mapper.map.num_gaussians
+    g = np.random.default_rng(1)
+    added = len(mapper.map.add_gaussians(np.c_[g.uniform(-0.3, 0.3, (10, 2)), np.full(10, 2.0)],
+                                         g.uniform(size=(10, 3)), identity=torch.randn(10, 16)))
+    mapper.densifier.added(added)
+    assert (mapper.densifier.state["seeded"][-added:] == 12).all()
+
+    def refine(step: int, window: int) -> dict:
+        rgb, _, _, _, meta = mapper.render_with_meta(torch.eye(4), K, W, H)
+        mapper.densifier.before_backward(meta)
+        rgb.sum().backward()
+        return mapper.densifier.after_backward(step, meta, window)
+
+    counts = refine(14, 5)
+    assert 0 < counts["duplicated"] + counts["split"] <= added
+    # without a window (offline) the settled lineage grows too
+    counts = refine(16, 0)
+    assert counts["duplicated"] + counts["split"] > added
 
 
 def test_without_cap_pressure_all_candidates_grow_and_prune_removes_transparent():

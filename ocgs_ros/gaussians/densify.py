@@ -60,7 +60,9 @@ class CappedStrategy(Strategy):
             raise ValueError(f"CappedStrategy: parameters {missing} are required")
 
     def initialize_state(self, scene_scale: float = 1.0) -> dict[str, Any]:
-        return {"grad2d": None, "count": None, "scene_scale": scene_scale}
+        # seeded: the iteration each Gaussian's lineage was seeded at (duplicates and splits inherit
+        # it through gsplat's ops, which carry every state tensor along)
+        return {"grad2d": None, "count": None, "seeded": None, "scene_scale": scene_scale}
 
     def step_pre_backward(self, params, optimizers, state: dict[str, Any], step: int, info: dict[str, Any]) -> None:
         if "means2d" not in info:
@@ -68,14 +70,16 @@ class CappedStrategy(Strategy):
         info["means2d"].retain_grad()  # a non-leaf: its gradient is the densification signal
 
     def step_post_backward(self, params, optimizers, state: dict[str, Any], step: int,
-                           info: dict[str, Any]) -> dict[str, int]:
+                           info: dict[str, Any], lineage_window: int = 0) -> dict[str, int]:
         """Accumulate gradient statistics; on refinement steps prune, then grow within the cap.
-        Returns the counts of this call (all zero on non-refinement steps)."""
+        ``lineage_window`` > 0: only Gaussians whose lineage was seeded fewer than this many
+        iterations ago may grow. Returns the counts of this call (all zero on non-refinement steps)."""
         counts = dict.fromkeys(COUNT_KEYS, 0)
         self.accumulate(params, state, info)
         if step > self.refine_start_iter and step % self.refine_every == 0:
             counts["pruned"] = self.prune(params, optimizers, state)
-            counts["duplicated"], counts["split"], counts["refused"] = self.grow(params, optimizers, state)
+            young = (step - state["seeded"]) < lineage_window if lineage_window > 0 else None
+            counts["duplicated"], counts["split"], counts["refused"] = self.grow(params, optimizers, state, young)
             state["grad2d"].zero_()
             state["count"].zero_()
         return counts
@@ -96,6 +100,7 @@ class CappedStrategy(Strategy):
         if state["grad2d"] is None:
             state["grad2d"] = torch.zeros(n, device=grad.device)
             state["count"] = torch.zeros(n, device=grad.device)
+            state["seeded"] = torch.zeros(n, device=grad.device)
         if len(state["grad2d"]) != n:
             raise RuntimeError(f"densify: statistics for {len(state['grad2d'])} Gaussians but the map has {n} "
                                "(report external growth/removal through DensifyController.added/removed)")
@@ -121,11 +126,15 @@ class CappedStrategy(Strategy):
         return n_pruned
 
     @torch.no_grad()
-    def grow(self, params, optimizers, state: dict[str, Any]) -> tuple[int, int, int]:
-        """Duplicate or split the high-gradient Gaussians that fit under the cap;
-        returns ``(duplicated, split, refused)``."""
+    def grow(self, params, optimizers, state: dict[str, Any],
+             eligible: torch.Tensor | None = None) -> tuple[int, int, int]:
+        """Duplicate or split the high-gradient Gaussians (among ``eligible``, if given) that fit
+        under the cap; returns ``(duplicated, split, refused)``."""
         grads = state["grad2d"] / state["count"].clamp_min(1)
-        candidates = torch.nonzero(grads > self.grow_grad2d).squeeze(1)
+        wanted = grads > self.grow_grad2d
+        if eligible is not None:
+            wanted &= eligible
+        candidates = torch.nonzero(wanted).squeeze(1)
         room = max(self.max_gaussians - len(params["means"]), 0)
         refused = max(int(candidates.numel()) - room, 0)
         if refused:
@@ -181,26 +190,33 @@ class DensifyController:
         self.strategy.check_sanity(gmap.params, gmap.optimizers)
         self.state = self.strategy.initialize_state(scene_scale=c.scene_scale)
         self.totals = dict.fromkeys(COUNT_KEYS, 0)
+        self.step = 0  # the last iteration seen (after_backward): new Gaussians' lineage starts there
 
     def before_backward(self, meta: dict) -> None:
         if self.config.enabled:
             self.strategy.step_pre_backward(self.gmap.params, self.gmap.optimizers, self.state, 0, meta)
 
-    def after_backward(self, step: int, meta: dict) -> dict[str, int]:
+    def after_backward(self, step: int, meta: dict, lineage_window: int = 0) -> dict[str, int]:
+        """``lineage_window``: see :meth:`CappedStrategy.step_post_backward` (0: every Gaussian may grow)."""
+        self.step = step
         if not self.config.enabled:
             return {}
-        counts = self.strategy.step_post_backward(self.gmap.params, self.gmap.optimizers, self.state, step, meta)
+        counts = self.strategy.step_post_backward(self.gmap.params, self.gmap.optimizers, self.state, step, meta,
+                                                  lineage_window)
         for key, value in counts.items():
             self.totals[key] += value
         return counts
 
     # -- keep the running statistics aligned with Gaussians the mapper adds or removes ----------
     def added(self, count: int) -> None:
-        """``count`` Gaussians were appended to the map: they start with empty statistics."""
+        """``count`` Gaussians were appended to the map: they start with empty statistics, their
+        lineage seeded now."""
         if count > 0:
             for key, value in self.state.items():
                 if isinstance(value, torch.Tensor):
                     self.state[key] = torch.cat([value, value.new_zeros(count, *value.shape[1:])])
+            if self.state["seeded"] is not None:
+                self.state["seeded"][-count:] = self.step
 
     def removed(self, mask: torch.Tensor) -> None:
         """The Gaussians where ``mask`` is True were removed from the map."""

@@ -116,6 +116,16 @@ class MapperConfig:
     live_keyframe_rotation: bool = setting(True, "Live frames (the node's): take each iteration's keyframe in "
                                                  "turn from the training batch across frames (false: from its "
                                                  "first entry every frame, as offline frames).")
+    # Live frames only: gsplat's rules refine every densify_every iterations for as long as the map
+    # is optimised, and an online map never ends training: on a scene the robot keeps looking at,
+    # one or two iterations a frame never converge the views, gradients stay above the threshold,
+    # and the map grew to its 60k cap in 27 min of a 10 Hz soak, a frame slowing in proportion
+    # (docs/mapping_speed.md, "Long runs"). As gsplat stops refining at refine_stop_iter, a lineage
+    # here (a Gaussian seeded from the sensors, with its duplicates and splits) refines for this
+    # many iterations after its seeding; a newly seen region is seeded afresh and refines again.
+    live_densify_window: int = setting(1000, "Live frames (the node's): a Gaussian's lineage (seeded from the "
+                                             "sensors, with its duplicates and splits) may densify for this many "
+                                             "iterations after its seeding (0 = for ever, as offline).", non_negative)
     prune_opacity: float = 0.005
     # gsplat-style densify/prune (see densify.DensifyConfig), in optimisation iterations
     densify: bool = True
@@ -431,7 +441,7 @@ class OnlineMapper:
                 opt.step()
             self.map.head_optimizer.step()
             self.iterations += 1
-            self.densifier.after_backward(self.iterations, meta)
+            self.densifier.after_backward(self.iterations, meta, cfg.live_densify_window if live else 0)
             totals["photometric"] += photo.item()
             totals["depth"] += dl.item()
             totals["identity"] += il.item()
