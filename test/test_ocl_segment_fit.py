@@ -84,6 +84,9 @@ def test_square_inputs_are_unchanged_and_full_resolution_is_on_request(segmenter
     with torch.no_grad():  # a square image at the model's size: the model's own masks
         alpha = model(images).alpha_logits
     torch.testing.assert_close(result.masks, (alpha / segmenter.mask_temperature).softmax(dim=1))
+    # the passes run in inference mode; what is returned must not be an inference tensor: the
+    # mapper keeps the pixel distributions as targets of losses autograd differentiates
+    assert not any(value.is_inference() for value in vars(result).values() if isinstance(value, torch.Tensor))
     wide = torch.rand(1, 3, 90, 160, generator=torch.Generator().manual_seed(1))
     processing = segmenter.segment(wide)
     full = segmenter.segment(wide, output_size=(180, 320))
