@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ocgs_ros.gaussians.map import GaussianMapConfig, entries_from_logits
+from ocgs_ros.gaussians.map import GaussianMap, GaussianMapConfig, entries_from_logits
 from ocgs_ros.gaussians.mapper import MapperConfig, OnlineMapper, project_depth
 from ocgs_ros.sim.tabletop import TabletopWorld
 from ocgs_ros.sim.types import TabletopConfig
@@ -302,3 +302,38 @@ def test_live_frames_fit_lattices_and_take_the_batch_keyframes_in_turn():
         fitted[rotation] = fits
     assert fitted[True][-2:] != [0, 0], fitted  # the window's views were fitted ...
     assert fitted[False][-2:] == [0, 0], fitted  # ... which the offline rule never reaches at one iteration
+
+
+def test_map_covers_points_within_sigmas_of_a_gaussian_along_its_largest_axis():
+    gmap = GaussianMap(GaussianMapConfig(num_codebook_entries=2, min_init_scale=1e-4))
+    assert not gmap.covers(np.zeros((2, 3)), 2.0).any()  # an empty map covers nothing
+    gmap.add_gaussians(np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]), np.full((2, 3), 0.5),
+                       scales=np.array([[0.01] * 3, [0.05] * 3]))
+    with torch.no_grad():
+        gmap.params["scales"][0] = torch.log(torch.tensor([0.002, 0.01, 0.003]))  # largest axis 0.01
+    points = np.array([[0.0, 0.019, 0.0],   # 1.9 sigma of the first (along any axis: the bound is isotropic)
+                       [0.021, 0.0, 0.0],   # 2.1 sigma of the first
+                       [1.0, 0.0, 0.09],    # 1.8 sigma of the second
+                       [0.5, 0.0, 0.0]])    # between them, far from both
+    assert gmap.covers(points, 2.0).tolist() == [True, False, True, False]
+    assert gmap.covers(points, 3.0).tolist() == [True, True, True, False]
+
+
+def test_live_growth_seeds_no_return_an_existing_gaussian_covers():
+    # A static scene looked at for ever: a return that already has a Gaussian around it seeds none
+    # even where that Gaussian renders transparent (the optimisation owns its opacity), while a
+    # return near nothing is still seeded. Offline frames keep the plain transparency test.
+    (rgb, K, T_world_cam, points), = _small_world_frames(1)
+    free_air = (T_world_cam @ np.array([0.0, 0.0, 0.3, 1.0]))[:3]  # on the optical axis, in front of everything
+    grown = {}
+    for live, sigma in ((True, 2.0), (True, 0.0), (False, 2.0)):
+        torch.manual_seed(0)
+        mapper = OnlineMapper(GaussianMapConfig(num_codebook_entries=4),
+                              MapperConfig(iterations_per_frame=1, live_grow_covered_sigma=sigma))
+        seeded = mapper.integrate(rgb, K, T_world_cam, points, live=live)["grown"]
+        with torch.no_grad():
+            mapper.map.params["opacities"].fill_(-20.0)  # the whole map transparent: every return is a candidate
+        grown[live, sigma] = mapper.integrate(rgb, K, T_world_cam, np.vstack([points, free_air]), live=live)["grown"]
+        assert seeded > 100
+    assert grown[True, 2.0] == 1, grown  # only the return in free air
+    assert grown[True, 0.0] > 100 and grown[False, 2.0] > 100, grown

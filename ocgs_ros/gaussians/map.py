@@ -122,6 +122,20 @@ class GaussianMap(nn.Module):
         return self.identity_head(self.params["identity"])
 
     @torch.no_grad()
+    def covers(self, points: np.ndarray, sigmas: float, neighbours: int = 4) -> np.ndarray:
+        """``[K]`` bool: whether each of ``points [K, 3]`` lies within ``sigmas`` standard deviations
+        of one of its ``neighbours`` nearest Gaussian centres, measured along that Gaussian's largest
+        axis (an isotropic bound on its ellipsoid: a point inside it is always covered)."""
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        if self.num_gaussians == 0 or len(points) == 0:
+            return np.zeros(len(points), dtype=bool)
+        means = self.params["means"].detach().numpy()
+        reach = sigmas * self.scales_act().amax(dim=1).numpy()
+        distance, nearest = cKDTree(means).query(points, k=min(neighbours, self.num_gaussians))
+        distance, nearest = distance.reshape(len(points), -1), nearest.reshape(len(points), -1)
+        return (distance <= reach[nearest]).any(axis=1)
+
+    @torch.no_grad()
     def identity_features_for(self, classes: torch.Tensor, margin: float) -> torch.Tensor:
         """Identity features ``[K, F]`` whose logits under the current head put each of ``classes``
         ``[K]`` (0 = background, 1 + entry) at least ``margin`` above every other class: the head's

@@ -126,6 +126,16 @@ class MapperConfig:
     live_densify_window: int = setting(1000, "Live frames (the node's): a Gaussian's lineage (seeded from the "
                                              "sensors, with its duplicates and splits) may densify for this many "
                                              "iterations after its seeding (0 = for ever, as offline).", non_negative)
+    # Live frames only: a sensor return that lies within this many standard deviations (along its
+    # largest axis) of an existing Gaussian's centre is already in the map, even where the render is
+    # transparent or behind it: the optimisation owns that Gaussian's opacity and place, and a new one
+    # there only duplicates it. Without the test a static scene kept seeding 2-3 Gaussians a frame
+    # at edges and faint spots for as long as the robot looked at it (docs/mapping_speed.md, "Long
+    # runs"). A return near nothing (a new surface, an object put down) is seeded as before. Offline
+    # maps are bounded by their frames and keep the plain test. 0 = off.
+    live_grow_covered_sigma: float = setting(2.0, "Live frames (the node's): a LiDAR/depth return within this "
+                                                  "many standard deviations (largest axis) of an existing "
+                                                  "Gaussian seeds none (0 = off, as offline frames).", non_negative)
     prune_opacity: float = 0.005
     # gsplat-style densify/prune (see densify.DensifyConfig), in optimisation iterations
     densify: bool = True
@@ -338,7 +348,8 @@ class OnlineMapper:
         # a live frame may get one iteration, a live map few per Gaussian: background starts decoded as such
         margin = self.config.grow_background_margin if live else 0.0
         opacity = self.config.live_init_opacity if live and self.config.live_init_opacity > 0 else None
-        grown = self._grow(image, viewmat, K_t, points_world, u, v, inside, target, margin, opacity)
+        covered_sigma = self.config.live_grow_covered_sigma if live else 0.0
+        grown = self._grow(image, viewmat, K_t, points_world, u, v, inside, target, margin, opacity, covered_sigma)
         if self.selector.consider(T_world_cam):
             self.keyframes.append(Keyframe(image, torch.from_numpy(target_depth), target, confidence, viewmat, K_t,
                                            probs))
@@ -362,7 +373,7 @@ class OnlineMapper:
             self.keyframes_dropped += 1
 
     def _grow(self, image, viewmat, K, points_world, u, v, inside, target, background_margin: float,
-              opacity: float | None = None) -> int:
+              opacity: float | None = None, covered_sigma: float = 0.0) -> int:
         idx = np.flatnonzero(inside)
         if idx.size == 0:
             return 0
@@ -383,6 +394,8 @@ class OnlineMapper:
                                        self.config.grow_depth_tolerance_rel * point_depth)
                 unexplained = depth[vv, uu].numpy() - point_depth > tolerance
                 idx = idx[transparent | unexplained]
+                if covered_sigma > 0 and idx.size:
+                    idx = idx[~self.map.covers(points_world[idx], covered_sigma)]
         if idx.size > self.config.grow_max_points:
             idx = np.random.default_rng(self.frames_integrated).choice(idx, self.config.grow_max_points, replace=False)
         if idx.size == 0:
