@@ -55,13 +55,15 @@ import numpy as np  # noqa: E402
 #: the node's configurations, as overrides of the package YAML (dotted pipeline settings). The
 #: baseline is the code path before issue 16, reachable by settings: vectorised compositing, exactly
 #: iterations_per_frame, objects extracted after every frame, new Gaussians' identity at the head's
-#: unit row, growth tested on a full-size render, the pipeline in the node's process.
+#: unit row, growth tested on a full-size render, every return tested for growth and densification
+#: for ever (its frames are live: the live-only rules must be off), the pipeline in the node's process.
 CONFIGURATIONS = {
     "baseline": {"view.process_width": 64, "view.process_height": 64, "mapper.iterations_per_frame": 4,
                  "mapper.fused_compositing": False, "mapper.frame_budget_ms": 0.0, "objects_period_s": 0.0,
                  "mapper.grow_background_margin": 0.0, "mapper.grow_render_scale": 1.0,
                  "mapper.live_init_opacity": 0.0, "mapper.live_pixel_stride": 1,
-                 "mapper.live_keyframe_rotation": False, "pipeline_process": False},
+                 "mapper.live_keyframe_rotation": False, "mapper.live_densify_window": 0,
+                 "mapper.live_grow_covered_sigma": 0.0, "pipeline_process": False},
     "default": {},
     # the issue's 128x128 on this 4:3 camera (centre crop): the defaults at the size the issue names
     "square128": {"view.process_width": 128, "view.process_height": 128},

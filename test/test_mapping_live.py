@@ -23,7 +23,7 @@ from ocgs_ros.sim.tabletop import TabletopWorld
 LIVE = {"view.process_width": 64, "view.process_height": 48, "view.max_points": 3000, "seed": 3,
         "mapper.iterations_per_frame": 2, "mapper.frame_budget_ms": 0.0, "mapper.grow_background_margin": 0.0,
         "mapper.live_init_opacity": 0.0, "mapper.live_pixel_stride": 1, "mapper.live_keyframe_rotation": False,
-        "objects_period_s": 1e6}
+        "mapper.live_grow_covered_sigma": 0.0, "objects_period_s": 1e6}
 
 
 @pytest.fixture(scope="module")

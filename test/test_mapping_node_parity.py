@@ -29,7 +29,8 @@ PIPELINE = {"view.process_width": 64, "view.process_height": 48, "view.max_point
             # the node's frames are live: no time budget, objects within every frame, background
             # and new Gaussians started and every pixel and keyframe fitted as offline ones are
             "mapper.frame_budget_ms": 0.0, "objects_period_s": 0.0, "mapper.grow_background_margin": 0.0,
-            "mapper.live_init_opacity": 0.0, "mapper.live_pixel_stride": 1, "mapper.live_keyframe_rotation": False}
+            "mapper.live_init_opacity": 0.0, "mapper.live_pixel_stride": 1, "mapper.live_keyframe_rotation": False,
+            "mapper.live_grow_covered_sigma": 0.0}
 #: the node's own settings: every Gaussian in ~/gaussians after every frame; TF may lag the sensors
 NODE = {"publish_gaussians_period_s": 0.0, "max_published_gaussians": 1_000_000, "tf_timeout_s": 2.0}
 SENSOR_TOPICS = ("/camera/image_raw", "/camera/camera_info", "/lidar/points")
