@@ -135,7 +135,8 @@ def message_building_ms(objects) -> float:
 OLD_PATH = {"mapper.fused_compositing": False, "mapper.frame_budget_ms": 0.0, "objects_period_s": 0.0,
             "mapper.grow_background_margin": 0.0, "mapper.grow_render_scale": 1.0,
             "mapper.live_init_opacity": 0.0, "mapper.live_pixel_stride": 1, "mapper.live_keyframe_rotation": False,
-            "mapper.live_densify_window": 0, "mapper.live_grow_covered_sigma": 0.0}
+            "mapper.live_densify_window": 0, "mapper.live_grow_covered_sigma": 0.0,
+            "mapper.live_densify_min_iterations": 0}
 PROFILES = {
     "before": ({**OLD_PATH, "mapper.iterations_per_frame": 8}, False),
     "after": ({}, True),

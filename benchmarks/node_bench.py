@@ -63,7 +63,8 @@ CONFIGURATIONS = {
                  "mapper.grow_background_margin": 0.0, "mapper.grow_render_scale": 1.0,
                  "mapper.live_init_opacity": 0.0, "mapper.live_pixel_stride": 1,
                  "mapper.live_keyframe_rotation": False, "mapper.live_densify_window": 0,
-                 "mapper.live_grow_covered_sigma": 0.0, "pipeline_process": False},
+                 "mapper.live_grow_covered_sigma": 0.0, "mapper.live_densify_min_iterations": 0,
+                 "pipeline_process": False},
     "default": {},
     # the issue's 128x128 on this 4:3 camera (centre crop): the defaults at the size the issue names
     "square128": {"view.process_width": 128, "view.process_height": 128},

@@ -158,7 +158,7 @@ def test_strategy_keeps_cap_and_carries_identity_and_adam_rows_through_prune_dup
     means2d.grad = torch.tensor([[[1.0, 0], [0.9, 0], [0.8, 0], [0.5, 0], [0.01, 0], [1.0, 0]]])
     counts = controller.after_backward(1, meta)
 
-    assert counts == {"pruned": 2, "duplicated": 1, "split": 1, "refused": 1}
+    assert counts == {"pruned": 2, "duplicated": 1, "split": 1, "refused": 1, "deferred": 0}
     assert gmap.num_gaussians == 6  # 6 - 2 pruned + 1 duplicate + 1 split child: exactly the cap
     origin = gmap.params["identity"][:, 0].round().long().tolist()
     assert origin == [2, 4, 5, 2, 3, 3]  # survivors, the duplicate of 1, the two halves of 2
@@ -197,3 +197,19 @@ def test_only_gsplats_public_strategy_interface_is_used():
     offenders = [str(path.relative_to(package)) for path in sorted(package.rglob("*.py"))
                  if private.search(path.read_text())]
     assert offenders == []
+
+
+def test_growth_room_limits_new_gaussians_to_the_largest_gradients_and_counts_the_rest_deferred():
+    config = DensifyConfig(refine_every=2, refine_start_iter=1, grow_grad2d=1e-6)
+    mapper, _ = _fit(max_gaussians=100_000, steps=3, config=config, n=40)
+    rgb, _, _, _, meta = mapper.render_with_meta(torch.eye(4), K, W, H)
+    mapper.densifier.before_backward(meta)
+    rgb.sum().backward()
+    before = mapper.map.num_gaussians
+    grads = mapper.densifier.state["grad2d"].clone()
+    counts = mapper.densifier.after_backward(4, meta, growth_room=7)
+    assert counts["duplicated"] + counts["split"] == 7 and counts["refused"] == 0
+    assert counts["deferred"] > 0  # every Gaussian wanted to grow
+    assert mapper.map.num_gaussians == before - counts["pruned"] + 7
+    assert mapper.densifier.totals["deferred"] == counts["deferred"]
+    assert grads.numel() == before  # (statistics were for the map as it stood)

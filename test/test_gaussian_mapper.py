@@ -2,6 +2,8 @@
 identities from per-pixel codebook targets (here derived from ground truth, standing in for GOCL)."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -337,3 +339,31 @@ def test_live_growth_seeds_no_return_an_existing_gaussian_covers():
         assert seeded > 100
     assert grown[True, 2.0] == 1, grown  # only the return in free air
     assert grown[True, 0.0] > 100 and grown[False, 2.0] > 100, grown
+
+
+def test_live_densification_grows_only_as_far_as_the_budget_affords_its_iterations():
+    # A map whose iterations no longer fit the frame budget twice (here: a deadline already passed,
+    # so each frame gets its one iteration) densifies no further, however high its gradients; a
+    # generous deadline, the rule off, or an offline frame (no deadline) let it grow.
+    frames = _small_world_frames(6)
+    densified = {}
+    for case in ("passed", "generous", "rule_off", "offline"):
+        torch.manual_seed(0)
+        mapper = OnlineMapper(GaussianMapConfig(num_codebook_entries=4),
+                              MapperConfig(iterations_per_frame=4, densify_every=2, densify_start_iter=1,
+                                           densify_grad2d=1e-9, live_densify_window=0,
+                                           live_densify_min_iterations=0 if case == "rule_off" else 2))
+        for index, (rgb, K, T_world_cam, points) in enumerate(frames):
+            deadline = {"passed": time.perf_counter(), "rule_off": time.perf_counter(),
+                        "generous": time.perf_counter() + 100.0, "offline": None}[case]
+            out = mapper.integrate(rgb, K, T_world_cam, points, deadline_s=deadline, live=case != "offline")
+            if case in ("passed", "rule_off"):
+                assert out["iterations"] == 1
+        densified[case] = mapper.densifier.totals
+    passed = densified["passed"]
+    # refinements come at iterations 2, 4, 6: after the first frame, measured, none of them grows
+    assert passed["duplicated"] + passed["split"] == 0, densified
+    assert passed["deferred"] > 0, densified
+    for case in ("generous", "rule_off", "offline"):
+        assert densified[case]["duplicated"] + densified[case]["split"] > 50, (case, densified)
+        assert densified[case]["deferred"] == 0, (case, densified)

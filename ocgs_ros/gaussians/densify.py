@@ -35,7 +35,7 @@ from gsplat.strategy import Strategy
 from gsplat.strategy.ops import duplicate, remove, split
 
 REQUIRED_PARAMETERS = ("means", "quats", "scales", "opacities")
-COUNT_KEYS = ("duplicated", "split", "pruned", "refused")
+COUNT_KEYS = ("duplicated", "split", "pruned", "refused", "deferred")
 
 
 @dataclass
@@ -70,16 +70,20 @@ class CappedStrategy(Strategy):
         info["means2d"].retain_grad()  # a non-leaf: its gradient is the densification signal
 
     def step_post_backward(self, params, optimizers, state: dict[str, Any], step: int,
-                           info: dict[str, Any], lineage_window: int = 0) -> dict[str, int]:
+                           info: dict[str, Any], lineage_window: int = 0,
+                           growth_room: int | None = None) -> dict[str, int]:
         """Accumulate gradient statistics; on refinement steps prune, then grow within the cap.
         ``lineage_window`` > 0: only Gaussians whose lineage was seeded fewer than this many
-        iterations ago may grow. Returns the counts of this call (all zero on non-refinement steps)."""
+        iterations ago may grow. ``growth_room``: at most this many new Gaussians besides the cap
+        (the candidates beyond it are counted as ``deferred``); None: the cap alone. Returns the
+        counts of this call (all zero on non-refinement steps)."""
         counts = dict.fromkeys(COUNT_KEYS, 0)
         self.accumulate(params, state, info)
         if step > self.refine_start_iter and step % self.refine_every == 0:
             counts["pruned"] = self.prune(params, optimizers, state)
             young = (step - state["seeded"]) < lineage_window if lineage_window > 0 else None
-            counts["duplicated"], counts["split"], counts["refused"] = self.grow(params, optimizers, state, young)
+            (counts["duplicated"], counts["split"], counts["refused"],
+             counts["deferred"]) = self.grow(params, optimizers, state, young, growth_room)
             state["grad2d"].zero_()
             state["count"].zero_()
         return counts
@@ -126,18 +130,21 @@ class CappedStrategy(Strategy):
         return n_pruned
 
     @torch.no_grad()
-    def grow(self, params, optimizers, state: dict[str, Any],
-             eligible: torch.Tensor | None = None) -> tuple[int, int, int]:
+    def grow(self, params, optimizers, state: dict[str, Any], eligible: torch.Tensor | None = None,
+             growth_room: int | None = None) -> tuple[int, int, int, int]:
         """Duplicate or split the high-gradient Gaussians (among ``eligible``, if given) that fit
-        under the cap; returns ``(duplicated, split, refused)``."""
+        under the cap and within ``growth_room`` (if given), the largest gradients first; returns
+        ``(duplicated, split, refused, deferred)``: refused by the cap, deferred by the room."""
         grads = state["grad2d"] / state["count"].clamp_min(1)
         wanted = grads > self.grow_grad2d
         if eligible is not None:
             wanted &= eligible
         candidates = torch.nonzero(wanted).squeeze(1)
-        room = max(self.max_gaussians - len(params["means"]), 0)
-        refused = max(int(candidates.numel()) - room, 0)
-        if refused:
+        cap_room = max(self.max_gaussians - len(params["means"]), 0)
+        refused = max(int(candidates.numel()) - cap_room, 0)
+        room = cap_room if growth_room is None else min(cap_room, max(int(growth_room), 0))
+        deferred = max(int(candidates.numel()) - refused - room, 0)
+        if refused or deferred:
             candidates = candidates[torch.argsort(grads[candidates], descending=True)[:room]]
         chosen = torch.zeros(len(grads), dtype=torch.bool, device=grads.device)
         chosen[candidates] = True
@@ -150,7 +157,7 @@ class CappedStrategy(Strategy):
             # duplicates are appended at the end and are not split themselves
             is_split = torch.cat([is_split, torch.zeros(n_dupli, dtype=torch.bool, device=grads.device)])
             split(params=params, optimizers=optimizers, state=state, mask=is_split)
-        return n_dupli, n_split, refused
+        return n_dupli, n_split, refused, deferred
 
 
 @dataclass(frozen=True)
@@ -196,13 +203,15 @@ class DensifyController:
         if self.config.enabled:
             self.strategy.step_pre_backward(self.gmap.params, self.gmap.optimizers, self.state, 0, meta)
 
-    def after_backward(self, step: int, meta: dict, lineage_window: int = 0) -> dict[str, int]:
-        """``lineage_window``: see :meth:`CappedStrategy.step_post_backward` (0: every Gaussian may grow)."""
+    def after_backward(self, step: int, meta: dict, lineage_window: int = 0,
+                       growth_room: int | None = None) -> dict[str, int]:
+        """``lineage_window``, ``growth_room``: see :meth:`CappedStrategy.step_post_backward` (0 / None:
+        every Gaussian may grow, up to the cap)."""
         self.step = step
         if not self.config.enabled:
             return {}
         counts = self.strategy.step_post_backward(self.gmap.params, self.gmap.optimizers, self.state, step, meta,
-                                                  lineage_window)
+                                                  lineage_window, growth_room)
         for key, value in counts.items():
             self.totals[key] += value
         return counts

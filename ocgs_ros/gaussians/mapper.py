@@ -128,6 +128,19 @@ class MapperConfig:
     live_densify_window: int = setting(1000, "Live frames (the node's): a Gaussian's lineage (seeded from the "
                                              "sensors, with its duplicates and splits) may densify for this many "
                                              "iterations after its seeding (0 = for ever, as offline).", non_negative)
+    # Live frames only: densification grows the map only as far as the frame budget still affords
+    # this many iterations. A frame's iterations cost in proportion to its Gaussians, and the budget
+    # turns a bigger map into fewer iterations, down to the one every frame gets; below that it
+    # turns into latency. In a 30 min soak at 10 Hz (the node beside the BEV node on two cores, 160x120)
+    # refinement grew the map 8.5k -> 28k in its first 5 min, the budget's iterations fell to one
+    # and the frame to ~500 ms, latency ~600 ms (docs/mapping_speed.md, "Long runs"). The room is
+    # measured, not configured: the last live frame's time per iteration, so a GPU or a faster CPU
+    # affords a bigger map and a loaded one a smaller. 2: the live path's quality needs two
+    # iterations a frame (live_quality.py). Growth from the sensors (a newly seen surface) is not
+    # limited by it. 0 = off (the cap and the lineage window only).
+    live_densify_min_iterations: int = setting(2, "Live frames (the node's): densification adds Gaussians only as "
+                                                  "far as the frame budget still affords this many iterations at "
+                                                  "the last frame's time per Gaussian (0 = off).", non_negative)
     # Live frames only: a sensor return that lies within this many standard deviations (along its
     # largest axis) of an existing Gaussian's centre is already in the map, even where the render is
     # transparent or behind it: the optimisation owns that Gaussian's opacity and place, and a new one
@@ -248,6 +261,7 @@ class OnlineMapper:
         self.iterations = 0
         self.keyframes_dropped = 0
         self.non_finite_pruned = 0
+        self._live_iteration_s_per_gaussian: float | None = None  # the last live frame's (densify room)
 
     @classmethod
     def from_map(cls, gmap: GaussianMap, config: MapperConfig | None = None) -> "OnlineMapper":
@@ -427,6 +441,7 @@ class OnlineMapper:
         first = self.iterations if live and cfg.live_keyframe_rotation else 0
         totals = {"photometric": 0.0, "depth": 0.0, "identity": 0.0}
         first_started_s = time.perf_counter()
+        growth_room = self._densify_growth_room(deadline_s, first_started_s) if live else None
         done = 0
         for it in range(cfg.iterations_per_frame):
             if deadline_s is not None and it > 0:
@@ -456,12 +471,30 @@ class OnlineMapper:
                 opt.step()
             self.map.head_optimizer.step()
             self.iterations += 1
-            self.densifier.after_backward(self.iterations, meta, cfg.live_densify_window if live else 0)
+            counts = self.densifier.after_backward(self.iterations, meta, cfg.live_densify_window if live else 0,
+                                                   growth_room)
+            if growth_room is not None:
+                growth_room = max(growth_room - counts.get("duplicated", 0) - counts.get("split", 0), 0)
             totals["photometric"] += photo.item()
             totals["depth"] += dl.item()
             totals["identity"] += il.item()
             done += 1
+        if live and deadline_s is not None:
+            self._live_iteration_s_per_gaussian = (time.perf_counter() - first_started_s) / done / max(self.map.num_gaussians, 1)
         return {**{k: v / done for k, v in totals.items()}, "iterations": done}
+
+    def _densify_growth_room(self, deadline_s: float | None, now_s: float) -> int | None:
+        """New Gaussians densification may add this frame (``live_densify_min_iterations``): as
+        many as keep that many iterations inside the time left to ``deadline_s``, at the last live
+        frame's time per iteration and Gaussian. Taking an iteration's cost as proportional to the
+        map (its fixed part counted per Gaussian too) errs small. None: no limit (no deadline, the
+        rule off, or no live frame measured yet)."""
+        iterations = self.config.live_densify_min_iterations
+        per_gaussian_s = self._live_iteration_s_per_gaussian
+        if deadline_s is None or iterations <= 0 or per_gaussian_s is None or per_gaussian_s <= 0:
+            return None
+        affordable = (deadline_s - now_s) / (iterations * per_gaussian_s)
+        return max(int(affordable) - self.map.num_gaussians, 0)
 
     def _prune(self) -> int:
         with torch.no_grad():
