@@ -200,7 +200,7 @@ def test_a_warm_start_that_still_holds_replaces_ransac_and_one_that_does_not_fal
     # refitted, and RANSAC does not run
     prior = ground.SupportPlane(cold.normal, cold.offset - 0.02)
     with monkeypatch.context() as patched:
-        patched.setattr(ground, "RANSACRegressor", None)  # any RANSAC call would fail
+        patched.setattr(ground, "ransac_height_plane", None)  # any RANSAC call would fail
         warm = fit_support_plane(means, *args, prior=prior)
     assert np.degrees(np.arccos(np.clip(warm.normal @ cold.normal, -1, 1))) < 0.05
     assert abs(warm.offset - cold.offset) < 5e-3
@@ -265,3 +265,34 @@ def test_support_height_reads_the_background_within_the_radius_of_any_footprint_
         assert len(rows) > 0
     assert len(support._rows_near(np.zeros((0, 2)), radius)) == 0
     assert len(support._rows_near(np.array([[100.0, 100.0]]), radius)) == 0
+
+
+def test_batched_ransac_finds_the_plane_scikit_learns_ransac_finds():
+    # a table top (the most support) beside a lower floor patch, a wall and stray points, in a
+    # tilted hint frame: the batched trials and scikit-learn's RANSACRegressor (the same rule, one
+    # trial at a time) agree on the plane, and on no plane for a wall alone
+    from sklearn.linear_model import LinearRegression, RANSACRegressor
+
+    from ocgs_ros.gaussians.objects.ground import ransac_height_plane
+
+    rng = np.random.default_rng(5)
+    table = np.c_[rng.uniform(-0.5, 0.5, (2500, 2)), 0.75 + rng.normal(0, 0.002, 2500)]
+    table[:, 2] += 0.08 * table[:, 0] - 0.03 * table[:, 1]  # a tilt of ~5 degrees
+    floor = np.c_[rng.uniform(-2, 2, (1500, 2)), rng.normal(0, 0.002, 1500)]
+    wall = np.c_[np.full(800, 1.5), rng.uniform(-1, 1, 800), rng.uniform(0, 2, 800)]
+    stray = rng.uniform(-1, 1, (300, 3))
+    local = np.concatenate([table, floor, wall, stray])
+    max_slope = np.tan(np.radians(25.0))
+    ours = ransac_height_plane(local, 0.01, max_slope, 10)
+
+    def gentle_enough(estimator, _x, _y) -> bool:
+        return bool(np.linalg.norm(estimator.coef_) <= max_slope)
+
+    theirs = RANSACRegressor(LinearRegression(), min_samples=3, residual_threshold=0.01, is_model_valid=gentle_enough,
+                             max_trials=200, random_state=0).fit(local[:, :2], local[:, 2])
+    (a, b), c = theirs.estimator_.coef_, theirs.estimator_.intercept_
+    assert ours == pytest.approx((a, b, c), abs=2e-3)
+    assert ours == pytest.approx((0.08, -0.03, 0.75), abs=3e-3)
+    assert ransac_height_plane(wall, 0.01, max_slope, 10) is None  # only steep candidates
+    assert ransac_height_plane(local[:2], 0.01, max_slope, 10) is None
+    assert ransac_height_plane(local, 0.01, max_slope, 10, seed=1) == pytest.approx(ours, abs=2e-3)

@@ -2,15 +2,18 @@
 
 Objects stand on a support whose orientation and height the data give: a level table indoors, a
 road that tilts a few degrees outdoors, sampled densely near the sensor and sparsely tens of metres
-away. :func:`fit_support_plane` fits the dominant plane with RANSAC (scikit-learn's
-``RANSACRegressor``: the height along an up *hint* as a linear function of the two coordinates
-across it), so walls, object sides and stray Gaussians do not pull the plane. The hint only fixes
+away. :func:`fit_support_plane` fits the dominant plane with RANSAC (the height along an up *hint*
+as a linear function of the two coordinates across it), so walls, object sides and stray Gaussians
+do not pull the plane. The trials run batched in numpy (:func:`ransac_height_plane`): scikit-learn's
+``RANSACRegressor`` runs the same rule one trial at a time, and its per-trial input checks made a
+fit 100-130 ms at 5000 points on this project's CPU, in every extraction where the warm start
+below fails (a room whose table is not half of the background: a 30 min soak's extraction went
+35 -> 100 ms when its table fell below half, docs/mapping_speed.md, "Long runs"). The hint only fixes
 which side is up and bounds the tilt (``max_tilt_deg``): candidate planes steeper than that are
 walls, not supports. Where a table and the floor are both in view, the plane with more support wins.
 
 Warm start (``prior``, the live map's extractions: :class:`PlaneWarmStart`): a live map changes
-little between two frames, and RANSAC's trials cost 8-15 ms an extraction, mostly scikit-learn's
-per-trial checks (docs/mapping_speed.md). When the previous plane still has at least half of the
+little between two frames, and a refit is cheaper than RANSAC's trials. When the previous plane still has at least half of the
 points within ``inlier_distance``, another plane could hold as many only through the points near
 their intersection (two planes share no others), so it is what RANSAC's best candidate would be:
 it is refitted by least squares on those inliers, as RANSAC refits its best candidate, and RANSAC
@@ -21,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.linear_model import LinearRegression, RANSACRegressor
+from sklearn.linear_model import LinearRegression
 
 from .boxes import rotation_from_up
 
@@ -68,19 +71,55 @@ def fit_support_plane(points: np.ndarray, up_hint, inlier_distance: float, max_t
         if refitted is not None:
             return refitted
 
-    def gentle_enough(estimator, _x, _y) -> bool:
-        return bool(np.linalg.norm(estimator.coef_) <= max_slope)
+    model = ransac_height_plane(local, inlier_distance, max_slope, min_points, seed=seed)
+    return None if model is None else _plane_from_height_model(hint, *model)
 
-    ransac = RANSACRegressor(LinearRegression(), min_samples=3, residual_threshold=inlier_distance,
-                             is_model_valid=gentle_enough, max_trials=200, random_state=seed)
-    try:
-        ransac.fit(local[:, :2], local[:, 2])
-    except ValueError:  # no candidate plane was gentle enough or had support
+
+def ransac_height_plane(local: np.ndarray, inlier_distance: float, max_slope: float, min_points: int,
+                        trials: int = 200, seed: int = 0) -> tuple[float, float, float] | None:
+    """RANSAC for ``h = a u + b v + c`` on ``local [N, 3]`` (u, v, h), as scikit-learn's
+    ``RANSACRegressor(LinearRegression(), min_samples=3, residual_threshold=inlier_distance,
+    max_trials=trials)`` with a slope bound as ``is_model_valid``, its trials batched: every trial's
+    three points are drawn at once (seeded), each candidate solved exactly, those steeper than
+    ``max_slope`` (or degenerate) dropped; the candidate with the most points within
+    ``inlier_distance`` (ties: the smaller residual sum on them) is refitted by least squares on
+    its inliers. None when no candidate holds ``min_points`` (at least 3)."""
+    n = len(local)
+    if n < 3:
         return None
-    if ransac.inlier_mask_.sum() < min_points:
+    rng = np.random.default_rng(seed)
+    # three distinct points per trial: a random permutation's first three, without a Python loop
+    samples = np.argsort(rng.random((trials, n)), axis=1)[:, :3] if n <= 64 else _distinct_triples(rng, n, trials)
+    design = np.concatenate([local[samples][..., :2], np.ones((trials, 3, 1))], axis=2)  # [T, 3, 3]
+    heights = local[samples][..., 2]  # [T, 3]
+    solvable = np.abs(np.linalg.det(design)) > 1e-12
+    if not solvable.any():
         return None
-    (a, b), c = ransac.estimator_.coef_, float(ransac.estimator_.intercept_)
-    return _plane_from_height_model(hint, a, b, c)
+    models = np.linalg.solve(design[solvable], heights[solvable][..., None])[..., 0]  # [T', 3] = (a, b, c)
+    models = models[np.linalg.norm(models[:, :2], axis=1) <= max_slope]
+    if len(models) == 0:
+        return None
+    residuals = np.abs(local[:, 2][None, :] - (models[:, :2] @ local[:, :2].T + models[:, 2:3]))  # [T', N]
+    inliers = residuals < inlier_distance
+    counts = inliers.sum(axis=1)
+    spread = np.where(inliers, residuals, 0.0).sum(axis=1)
+    best = np.lexsort((spread, -counts))[0]
+    if counts[best] < max(min_points, 3):
+        return None
+    chosen = local[inliers[best]]
+    design_all = np.c_[chosen[:, :2], np.ones(len(chosen))]
+    (a, b, c), *_ = np.linalg.lstsq(design_all, chosen[:, 2], rcond=None)
+    return float(a), float(b), float(c)
+
+
+def _distinct_triples(rng: np.random.Generator, n: int, trials: int) -> np.ndarray:
+    """``[trials, 3]`` indices in ``[0, n)``, distinct within each row (redrawn where they collide)."""
+    triples = rng.integers(0, n, size=(trials, 3))
+    while True:
+        clash = (triples[:, 0] == triples[:, 1]) | (triples[:, 0] == triples[:, 2]) | (triples[:, 1] == triples[:, 2])
+        if not clash.any():
+            return triples
+        triples[clash] = rng.integers(0, n, size=(int(clash.sum()), 3))
 
 
 def _plane_from_height_model(hint: np.ndarray, a: float, b: float, c: float) -> SupportPlane:
